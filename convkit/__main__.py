@@ -1,0 +1,3 @@
+from convkit.cli import main
+
+main(prog_name="convkit")

@@ -1,0 +1,85 @@
+"""The backend registry: name -> backend, and which backends this machine can run.
+
+A backend is a function ``correlate(image, weights, anchor, padding, progress=None)`` that
+takes a 2-D float64 image and returns the float64 correlation response, unclipped. Each
+backend module imports its heavy dependency inside itself, so listing backends is cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache
+
+import numpy as np
+
+from convkit.errors import UsageError
+from convkit.padding import Padding
+
+Progress = Callable[[int, int], None]
+CorrelateFn = Callable[..., np.ndarray]
+
+
+@dataclass(frozen=True)
+class Backend:
+    """One registered backend: where its function lives and what it needs."""
+
+    name: str
+    module: str
+    description: str
+    requires: str | None = None
+
+    def is_available(self) -> bool:
+        return self.requires is None or importlib.util.find_spec(self.requires) is not None
+
+
+KNOWN_BACKENDS: dict[str, Backend] = {
+    b.name: b
+    for b in (
+        Backend("naive", "convkit.backends.naive", "textbook per-pixel loop (reference)"),
+        Backend("filter2d", "convkit.backends.filter2d", "OpenCV cv2.filter2D", requires="cv2"),
+    )
+}
+
+
+def available_backends() -> list[str]:
+    """The names of the backends that can run on this machine, in registry order.
+
+    Examples
+    --------
+    >>> "naive" in available_backends()
+    True
+    """
+    return [name for name, backend in KNOWN_BACKENDS.items() if backend.is_available()]
+
+
+def check_backend_name(name: str) -> str:
+    """The canonical name of a known, available backend; a `UsageError` listing them if not."""
+    key = name.strip().lower()
+    if key not in KNOWN_BACKENDS:
+        valid = ", ".join(KNOWN_BACKENDS)
+        raise UsageError(f"unknown backend {name!r}: use one of {valid}")
+    if not KNOWN_BACKENDS[key].is_available():
+        needs = KNOWN_BACKENDS[key].requires
+        raise UsageError(f"backend {key!r} needs the Python package {needs!r}, not installed here")
+    return key
+
+
+@cache
+def get_backend(name: str) -> CorrelateFn:
+    """The ``correlate`` function of the backend called ``name``."""
+    backend = KNOWN_BACKENDS[check_backend_name(name)]
+    return importlib.import_module(backend.module).correlate
+
+
+__all__ = [
+    "KNOWN_BACKENDS",
+    "Backend",
+    "Padding",
+    "Progress",
+    "available_backends",
+    "check_backend_name",
+    "get_backend",
+]

@@ -1,0 +1,233 @@
+"""The command line: click commands, each parsing options, calling the library once, and
+handing the result to `convkit.console`. Errors become one line and the exit code of DESIGN §6.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+
+import click
+
+from convkit import __version__
+from convkit.errors import EXIT_INTERRUPTED, EXIT_RUN_ERROR, ConvkitError, UsageError
+from convkit.imageio import DEFAULT_MAX_PIXELS
+from convkit.padding import DEFAULT_PADDING, PADDING_ALIASES, PADDING_MODES
+from convkit.postprocess import ACTIVATIONS, RESCALE_POLICIES
+
+
+class Failed(click.ClickException):
+    """A `ConvkitError` on its way out: click prints ``Error: message`` and exits."""
+
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class ConvkitGroup(click.Group):
+    """Turns library errors into one line and an exit code; tracebacks only with CONVKIT_DEBUG=1."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except ConvkitError as exc:
+            if os.environ.get("CONVKIT_DEBUG") == "1":
+                raise
+            raise Failed(str(exc), exc.exit_code) from None
+        except KeyboardInterrupt:
+            click.echo("Interrupted.", err=True)
+            ctx.exit(EXIT_INTERRUPTED)
+        except Exception as exc:  # noqa: BLE001 - the last guard before a user sees a traceback
+            if os.environ.get("CONVKIT_DEBUG") == "1":
+                raise
+            message = f"internal error: {type(exc).__name__}: {exc} (CONVKIT_DEBUG=1 shows more)"
+            raise Failed(message, EXIT_RUN_ERROR) from None
+
+
+@click.group(cls=ConvkitGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="convkit")
+def main() -> None:
+    """Apply convolution kernels to images, compare backends, and show the work."""
+
+
+def padding_options(command):
+    names = ", ".join(PADDING_MODES)
+    aliases = ", ".join(f"{a}={c}" for a, c in PADDING_ALIASES.items())
+
+    @click.option(
+        "--padding", default=DEFAULT_PADDING, show_default=True, metavar="MODE",
+        help=f"Border handling: {names} (aliases {aliases}).",
+    )  # fmt: skip
+    @click.option("--cval", type=float, default=0.0, show_default=True,
+                  help="The value outside the image for --padding constant.")  # fmt: skip
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        return command(*args, **kwargs)
+
+    return wrapper
+
+
+def kernel_options(command):
+    @click.option("--kernel", "-k", "kernel_values", multiple=True, metavar="NAME|PATH|MATRIX",
+                  help='A bank name, "all", a kernel file, or an inline matrix "0,-1,0; -1,5,-1; '
+                       '0,-1,0". Repeatable.')  # fmt: skip
+    @click.option(
+        "--kernel-file",
+        "kernel_files",
+        multiple=True,
+        metavar="PATH",
+        help="A kernel file (.txt, .csv, .npy, .json, libvips .mat). Repeatable.",
+    )
+    @click.option("--normalize", is_flag=True, help="Divide each kernel by its sum (if not 0).")
+    @click.option("--scale", type=float, default=None, help="Multiply each kernel by S.")
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        return command(*args, **kwargs)
+
+    return wrapper
+
+
+def output_options(command):
+    @click.option(
+        "--out",
+        "-o",
+        "out_dir",
+        default="convkit-out",
+        show_default=True,
+        type=click.Path(file_okay=False, path_type=Path),
+        help="Output folder.",
+    )
+    @click.option("--rescale", type=click.Choice(RESCALE_POLICIES), default="clip",
+                  show_default=True,
+                  help="Response -> image: clip to range, abs then clip, stretch min..max, or "
+                       "none (float .npy).")  # fmt: skip
+    @click.option(
+        "--bias",
+        type=float,
+        default=0.0,
+        show_default=True,
+        help="Added to the response before activation and rescaling.",
+    )
+    @click.option(
+        "--activation",
+        type=click.Choice(ACTIVATIONS),
+        default=None,
+        help="Applied after the bias: relu is max(0, x).",
+    )
+    @click.option("--no-compare", is_flag=True, help="Skip the comparison PNG.")
+    @click.option(
+        "--report",
+        "report_path",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=None,
+        help="Write the timing rows to PATH.json or PATH.csv.",
+    )
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        return command(*args, **kwargs)
+
+    return wrapper
+
+
+@main.command()
+@click.option("--image", "-i", "image_path", required=True,
+              type=click.Path(path_type=Path), help="The image to filter.")  # fmt: skip
+@kernel_options
+@padding_options
+@click.option("--backend", "-b", "backends", multiple=True, metavar="NAME",
+              help="naive, filter2d. Repeatable. Default: naive and filter2d (naive left out "
+                   "when it would take over ~10 s).")  # fmt: skip
+@click.option("--flip", is_flag=True, help="True convolution: rotate the kernel by 180 degrees.")
+@click.option("--gray", is_flag=True, help="Convert to grey (OpenCV's weights) first.")
+@output_options
+@click.option(
+    "--repeat",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Run each backend N times; the table shows median and min.",
+)
+@click.option("--max-pixels", type=click.IntRange(min=1), default=DEFAULT_MAX_PIXELS,
+              show_default=True, help="Refuse larger images.")  # fmt: skip
+@click.option("--quiet", "-q", is_flag=True, help="Print errors only.")
+def apply(image_path, kernel_values, kernel_files, normalize, scale, padding, cval, backends,
+          flip, gray, out_dir, rescale, bias, activation, no_compare, report_path, repeat,
+          max_pixels, quiet):  # fmt: skip
+    """Filter an image with one or more kernels, on one or more backends.
+
+    Writes OUT/<image>_<kernel>.png, OUT/<image>_<kernel>_compare.png and a timing table.
+
+    Example: convkit apply --image sample_images/chelsea.png --kernel sobel_x
+    """
+    from convkit.console import Screen
+    from convkit.pipeline import ApplySettings, apply_image
+
+    kernels = _kernels(kernel_values, kernel_files, normalize, scale)
+    settings = ApplySettings(
+        padding=_padding(padding, cval), backends=_backends(backends), flip=flip, gray=gray,
+        rescale=rescale, bias=bias, activation=activation, repeat=repeat, out_dir=out_dir,
+        compare=not no_compare, max_pixels=max_pixels,
+    )  # fmt: skip
+    if report_path is not None:
+        from convkit.report import check_report_path
+
+        check_report_path(report_path)
+    screen = Screen(quiet=quiet)
+    with screen.progress() as progress:
+        report = apply_image(image_path, kernels, settings, progress)
+    screen.image_report(report)
+    if report_path is not None:
+        from convkit.report import write_report
+
+        write_report([row.as_dict() for row in report.rows], report_path, __version__)
+        screen.line(f"wrote {report_path}")
+
+
+@main.command()
+@click.argument("names", nargs=-1)
+def kernels(names):
+    """List the kernel bank, or print the matrices of NAMES (bank names, files or inline)."""
+    from convkit.console import Screen
+    from convkit.kernel_files import resolve_kernels
+    from convkit.kernels import BANK
+
+    screen = Screen()
+    if not names:
+        screen.kernel_list(list(BANK.values()))
+        return
+    for i, kernel in enumerate(resolve_kernels(list(names))):
+        if i:
+            screen.line("")
+        screen.kernel_matrix(kernel)
+
+
+def _kernels(values, files, normalize: bool, scale: float | None):
+    from convkit.kernel_files import resolve_kernels
+    from convkit.kernels import BANK
+
+    if not values and not files:
+        raise UsageError(
+            "no kernel given: add --kernel NAME (one of " + ", ".join(BANK) + ", all), "
+            "--kernel FILE or --kernel-file FILE"
+        )
+    kernels = resolve_kernels(list(values), list(files))
+    if normalize:
+        kernels = [k.normalized() for k in kernels]
+    if scale is not None:
+        kernels = [k.scaled(scale) for k in kernels]
+    return kernels
+
+
+def _padding(name: str, cval: float):
+    from convkit.padding import make_padding
+
+    return make_padding(name, cval)
+
+
+def _backends(names) -> tuple[str, ...] | None:
+    from convkit.backends import check_backend_name
+
+    return tuple(check_backend_name(n) for n in names) or None

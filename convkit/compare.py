@@ -1,0 +1,135 @@
+"""The side-by-side comparison PNG: original | each backend | amplified |difference|.
+
+Every panel is labelled; the title names the kernel, padding and operation. Tiny images (the
+tutorials' 2x2 and 5x5 matrices) are enlarged with nearest-neighbour so each pixel shows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+PANEL_MAX_SIDE = 480
+PANEL_MIN_SIDE = 160
+LABEL_HEIGHT = 26
+TITLE_HEIGHT = 32
+GAP = 8
+BACKGROUND = 255
+FONT_SCALE = 0.5
+
+
+def to_display(image: np.ndarray) -> np.ndarray:
+    """Any convkit image as 8-bit BGR: 16-bit scaled down, grey repeated, alpha dropped."""
+    import cv2
+
+    if image.dtype == np.uint16:
+        image = np.rint(image / 257.0).astype(np.uint8)
+    elif image.dtype != np.uint8:
+        image = np.clip(np.rint(image), 0, 255).astype(np.uint8)
+    if image.ndim == 2:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    channels = image.shape[2]
+    if channels in (1, 2):
+        return cv2.cvtColor(np.ascontiguousarray(image[..., 0]), cv2.COLOR_GRAY2BGR)
+    return np.ascontiguousarray(image[..., :3])
+
+
+def panel_scale(height: int, width: int) -> float:
+    """Shrink large images to fit a panel; enlarge tiny ones so their pixels can be seen."""
+    side = max(height, width)
+    if side > PANEL_MAX_SIDE:
+        return PANEL_MAX_SIDE / side
+    if side < PANEL_MIN_SIDE:
+        return float(PANEL_MIN_SIDE // side)
+    return 1.0
+
+
+def resize_panel(image: np.ndarray, scale: float) -> np.ndarray:
+    import cv2
+
+    if scale == 1.0:
+        return image
+    height, width = image.shape[:2]
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_NEAREST
+    return cv2.resize(image, size, interpolation=interpolation)
+
+
+def difference_panel(responses: Mapping[str, np.ndarray], reference: str) -> tuple[np.ndarray, str]:
+    """|response - reference|, the largest over backends and channels, stretched to white."""
+    base = responses[reference]
+    diff = np.zeros(base.shape[:2])
+    for name, response in responses.items():
+        if name != reference:
+            delta = np.abs(response - base)
+            diff = np.maximum(diff, delta.max(axis=2) if delta.ndim == 3 else delta)
+    peak = float(diff.max())
+    if peak == 0.0:
+        return np.zeros(diff.shape, dtype=np.uint8), "|diff| = 0 everywhere"
+    stretched = np.rint(diff * (255.0 / peak)).astype(np.uint8)
+    return stretched, f"|diff| max {peak:.2g} = white"
+
+
+def label_bar(text: str, width: int, height: int = LABEL_HEIGHT) -> np.ndarray:
+    """A white strip with ``text`` in black, cut short to fit ``width``."""
+    import cv2
+
+    bar = np.full((height, width, 3), BACKGROUND, dtype=np.uint8)
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    while text:
+        (text_width, text_height), _ = cv2.getTextSize(text, font, FONT_SCALE, 1)
+        if text_width <= width - 8 or len(text) <= 3:
+            break
+        text = text[:-4] + "..."
+    baseline_y = (height + text_height) // 2
+    cv2.putText(bar, text, (4, baseline_y), font, FONT_SCALE, (0, 0, 0), 1, cv2.LINE_AA)
+    return bar
+
+
+def labelled(panel: np.ndarray, label: str) -> np.ndarray:
+    return np.vstack([label_bar(label, panel.shape[1]), panel])
+
+
+def comparison_png(
+    original: np.ndarray,
+    panels: Sequence[tuple[str, np.ndarray]],
+    responses: Mapping[str, np.ndarray],
+    reference: str,
+    title: str,
+) -> np.ndarray:
+    """Lay out the comparison: title above; original, each backend, then |diff|.
+
+    Parameters
+    ----------
+    original : ndarray
+        The image that was filtered.
+    panels : sequence of (label, image)
+        Each backend's output image, already post-processed.
+    responses : mapping
+        Each backend's float response, for the difference panel (shown with 2+ backends).
+    reference : str
+        The backend the others are compared with.
+    title : str
+        The line above the panels.
+
+    Returns
+    -------
+    ndarray
+        An 8-bit BGR image.
+    """
+    scale = panel_scale(*original.shape[:2])
+    tiles = [labelled(resize_panel(to_display(original), scale), "original")]
+    tiles += [labelled(resize_panel(to_display(image), scale), label) for label, image in panels]
+    if len(responses) > 1:
+        diff, label = difference_panel(responses, reference)
+        tiles.append(labelled(resize_panel(to_display(diff), scale), f"{label} (vs {reference})"))
+    height = max(tile.shape[0] for tile in tiles)
+    row = []
+    for tile in tiles:
+        padded = np.full((height, tile.shape[1], 3), BACKGROUND, dtype=np.uint8)
+        padded[: tile.shape[0]] = tile
+        row += [padded, np.full((height, GAP, 3), BACKGROUND, dtype=np.uint8)]
+    body = np.hstack(row[:-1])
+    framed = np.vstack([label_bar(title, body.shape[1], TITLE_HEIGHT), body])
+    return np.pad(framed, ((GAP, GAP), (GAP, GAP), (0, 0)), constant_values=BACKGROUND)

@@ -1,0 +1,171 @@
+"""Everything convkit shows on a terminal: tables, notes, progress bars. The only rich importer.
+
+When stdout is not a terminal the output is plain text (no colour, no box drawing), and
+``quiet`` keeps everything but errors off the screen.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from convkit.kernels import Kernel
+from convkit.pipeline import ImageReport
+
+PROGRESS_DELAY_SECONDS = 1.0
+
+
+class Screen:
+    """Where the command line writes: a results console and an error console."""
+
+    def __init__(self, quiet: bool = False, stdout=None, stderr=None):
+        self.quiet = quiet
+        self.out = Console(file=stdout or sys.stdout, highlight=False, soft_wrap=True)
+        self.err = Console(file=stderr or sys.stderr, highlight=False, soft_wrap=True)
+
+    @property
+    def decorated(self) -> bool:
+        return self.out.is_terminal
+
+    def note(self, text: str) -> None:
+        if not self.quiet:
+            self.err.print(Text(f"note: {text}", style="yellow" if self.err.is_terminal else ""))
+
+    def line(self, text: str) -> None:
+        if not self.quiet:
+            self.out.print(Text(text))
+
+    def error(self, text: str) -> None:
+        self.err.print(Text(f"Error: {text}", style="bold red" if self.err.is_terminal else ""))
+
+    def image_report(self, report: ImageReport) -> None:
+        """The timing table of one image, then the files written."""
+        if self.quiet:
+            return
+        for note in report.notes:
+            self.note(note)
+        self.out.print(timing_table(report, self.decorated))
+        for result in report.results:
+            written = [str(result.output)] + ([str(result.compare)] if result.compare else [])
+            self.line(f"wrote {', '.join(written)}")
+            if not result.agrees:
+                self.note(
+                    f"{result.kernel.name}: backends disagree by more than "
+                    f"{result.tolerance:.2g} (see max |diff|)"
+                )
+
+    def kernel_list(self, kernels: Sequence[Kernel]) -> None:
+        table = Table(box=_box(self.decorated), header_style="bold" if self.decorated else "")
+        for column, justify in (("name", "left"), ("size", "right"), ("sum", "right"),
+                                ("description", "left")):  # fmt: skip
+            table.add_column(column, justify=justify)
+        for k in kernels:
+            table.add_row(k.name, f"{k.shape[0]}x{k.shape[1]}", _number(k.total), k.description)
+        self.out.print(table)
+
+    def kernel_matrix(self, kernel: Kernel) -> None:
+        kh, kw = kernel.shape
+        self.out.print(
+            Text(
+                f"{kernel.name}  {kh}x{kw}  sum {_number(kernel.total)}"
+                f"  anchor (row {kernel.anchor[0]}, col {kernel.anchor[1]})"
+            )
+        )
+        if kernel.description:
+            self.out.print(Text(kernel.description))
+        cells = [[_number(v) for v in row] for row in kernel.weights]
+        width = max(len(c) for row in cells for c in row)
+        for row in cells:
+            self.out.print(Text("  ".join(c.rjust(width) for c in row)))
+
+    @contextmanager
+    def progress(self) -> Iterator[LazyProgress | None]:
+        """A progress callback that shows a bar once a task has run for over a second."""
+        if self.quiet or not self.err.is_terminal:
+            yield None
+            return
+        bar = LazyProgress(self.err)
+        try:
+            yield bar
+        finally:
+            bar.close()
+
+
+class LazyProgress:
+    """``progress(label, done, total)`` that only draws a bar after `PROGRESS_DELAY_SECONDS`."""
+
+    def __init__(self, console: Console):
+        self.console = console
+        self.label: str | None = None
+        self.started = 0.0
+        self.bar = None
+        self.task = None
+
+    def __call__(self, label: str, done: int, total: int) -> None:
+        now = time.monotonic()
+        if label != self.label:
+            self.label, self.started = label, now
+            if self.bar is not None:
+                self.bar.update(self.task, description=label, completed=0, total=total)
+        if self.bar is None and now - self.started >= PROGRESS_DELAY_SECONDS and done < total:
+            self._start(label, total)
+        if self.bar is not None:
+            self.bar.update(self.task, completed=done, total=total)
+
+    def _start(self, label: str, total: int) -> None:
+        from rich.progress import BarColumn, Progress, TaskProgressColumn, TimeRemainingColumn
+
+        self.bar = Progress(
+            "{task.description}", BarColumn(), TaskProgressColumn(), TimeRemainingColumn(),
+            console=self.console, transient=True,
+        )  # fmt: skip
+        self.bar.start()
+        self.task = self.bar.add_task(label, total=total)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def timing_table(report: ImageReport, decorated: bool) -> Table:
+    """kernel, backend, median ms, speed-up vs naive, max |diff| for one image."""
+    height, width = report.shape[:2]
+    channels = report.shape[2] if len(report.shape) == 3 else 1
+    table = Table(
+        title=f"{report.image}  {width}x{height}, {channels} channel{'s' * (channels > 1)}",
+        box=_box(decorated),
+        header_style="bold" if decorated else "",
+        title_style="" if not decorated else "bold",
+    )
+    for column in ("kernel", "backend", "runs", "median ms", "min ms", "vs naive", "max |diff|"):
+        table.add_column(column, justify="left" if column in ("kernel", "backend") else "right")
+    for result in report.results:
+        naive = next((r for r in result.rows if r.backend == "naive"), None)
+        for row in result.rows:
+            speedup = f"{naive.median_ms / row.median_ms:.1f}x" if naive and row.median_ms else "-"
+            diff = "reference" if row.backend == result.reference else f"{row.max_abs_diff:.2g}"
+            table.add_row(
+                row.kernel, row.backend, str(row.runs), f"{row.median_ms:.2f}",
+                f"{row.min_ms:.2f}", speedup, diff,
+            )  # fmt: skip
+    return table
+
+
+def _box(decorated: bool):
+    from rich import box
+
+    return box.SIMPLE_HEAD if decorated else None
+
+
+def _number(value: float) -> str:
+    """A weight as people write it: integers without a point, others to 6 significant digits."""
+    rounded = round(value, 9)
+    if rounded == int(rounded):
+        return str(int(rounded))
+    return f"{value:.6g}"

@@ -1,0 +1,194 @@
+"""Read and write images with clear errors; atomic writes; never overwrite an input.
+
+In memory, colour images are in OpenCV's channel order (BGR, BGRA); float responses saved as
+``.npy`` are written in RGB(A) order, as scikit-image and matplotlib expect.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import io
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import numpy as np
+
+from convkit.errors import ImageReadError, ImageWriteError, UsageError
+
+# Pillow's decompression-bomb threshold.
+DEFAULT_MAX_PIXELS = 178_956_970
+
+
+def read_image(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Read an image as OpenCV does with IMREAD_UNCHANGED: depth, alpha and all.
+
+    Returns
+    -------
+    ndarray
+        uint8 or uint16, (H, W) for grey, (H, W, 3) BGR or (H, W, 4) BGRA.
+
+    Raises
+    ------
+    UsageError
+        If the path does not exist or is a folder.
+    ImageReadError
+        If the file cannot be read or decoded, holds an unsupported sample type, or has more
+        than ``max_pixels`` pixels.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise UsageError(f"image not found: {path}")
+    if path.is_dir():
+        raise UsageError(f"{path} is a folder: give an image file")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ImageReadError(f"cannot read {path}: {exc.strerror or exc}") from None
+    return decode_image(data, str(path), max_pixels)
+
+
+def decode_image(
+    data: bytes, source: str, max_pixels: int | None = DEFAULT_MAX_PIXELS
+) -> np.ndarray:
+    """Decode encoded image bytes; ``source`` names them in errors."""
+    if not data:
+        raise ImageReadError(f"cannot decode {source}: the file is empty")
+    size = _peek_size(data)
+    if size is not None:
+        _check_pixels(size, source, max_pixels)
+    import cv2
+
+    with _quiet_stderr():
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+        image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    if image is None:
+        raise ImageReadError(f"cannot decode {source}: not an image, or truncated")
+    _check_pixels(image.shape[1::-1], source, max_pixels)
+    if image.dtype not in (np.uint8, np.uint16):
+        raise ImageReadError(
+            f"cannot filter {source}: {image.dtype} samples (convkit reads 8- and 16-bit images)"
+        )
+    return image
+
+
+def _peek_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from the header alone, where Pillow recognises the format."""
+    try:
+        from PIL import Image
+    except ImportError:
+        return None
+    previous = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None
+    try:
+        with Image.open(io.BytesIO(data)) as header:
+            return header.size
+    except Exception:  # noqa: BLE001 - any failure here just means "let OpenCV decide"
+        return None
+    finally:
+        Image.MAX_IMAGE_PIXELS = previous
+
+
+def _check_pixels(size: tuple[int, int], source: str, max_pixels: int | None) -> None:
+    width, height = size
+    if max_pixels is not None and width * height > max_pixels:
+        raise ImageReadError(
+            f"{source} is {width}x{height} = {width * height:,} pixels, more than "
+            f"--max-pixels {max_pixels:,}: raise --max-pixels if you trust it"
+        )
+
+
+@contextlib.contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """Silence what libpng and libjpeg print straight to file descriptor 2 while decoding."""
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    try:
+        with open(os.devnull, "wb") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def encode_image(image: np.ndarray, suffix: str = ".png") -> bytes:
+    """Encode an image (BGR(A) or grey, uint8/uint16) in the format of ``suffix``."""
+    import cv2
+
+    ok, encoded = cv2.imencode(suffix, image)
+    if not ok:
+        raise ImageWriteError(f"OpenCV cannot encode a {image.dtype} image as {suffix}")
+    return encoded.tobytes()
+
+
+def encode_npy(response: np.ndarray) -> bytes:
+    """A float response as ``.npy`` bytes, colour reordered from BGR(A) to RGB(A)."""
+    if response.ndim == 3 and response.shape[2] in (3, 4):
+        order = [2, 1, 0, 3][: response.shape[2]]
+        response = response[..., order]
+    buffer = io.BytesIO()
+    np.save(buffer, np.ascontiguousarray(response, dtype=np.float64), allow_pickle=False)
+    return buffer.getvalue()
+
+
+def ensure_folder(folder: str | Path) -> Path:
+    """Create ``folder`` (and its parents) if needed; an `ImageWriteError` if that fails."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ImageWriteError(
+            f"cannot create output folder {folder}: {exc.strerror or exc}"
+        ) from None
+    return folder
+
+
+def write_atomic(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` to a temporary file beside ``path``, then rename it into place.
+
+    An interrupted run leaves either the old file or the new one, never a truncated one.
+    """
+    path = Path(path)
+    folder = ensure_folder(path.parent)
+    try:
+        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    except OSError as exc:
+        raise ImageWriteError(f"cannot write {path}: {exc.strerror or exc}") from None
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(data)
+        os.chmod(temporary, 0o666 & ~_umask())
+        os.replace(temporary, path)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        if isinstance(exc, OSError):
+            raise ImageWriteError(f"cannot write {path}: {exc.strerror or exc}") from None
+        raise
+    return path
+
+
+@functools.cache
+def _umask() -> int:
+    """The process's umask (mkstemp creates files 0600; outputs get the usual mode)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def refuse_overwriting_inputs(outputs: Iterable[Path], inputs: Iterable[Path]) -> None:
+    """A `UsageError` naming both paths if any output would replace an input."""
+    resolved_inputs = {Path(p).resolve(): Path(p) for p in inputs}
+    for output in outputs:
+        source = resolved_inputs.get(Path(output).resolve())
+        if source is not None:
+            raise UsageError(
+                f"refusing to overwrite the input {source} with the output {output}: "
+                "choose another --out folder"
+            )

@@ -1,0 +1,239 @@
+"""Kernel files and inline kernel strings, parsed into `Kernel`.
+
+Formats: text rows (``.txt``, ``.csv``; commas or whitespace; ``#`` comments; fractions such
+as ``1/9``), ``.npy`` (2-D), ``.json`` (a list of rows, or ``{"name", "kernel", "scale"}``)
+and libvips ``.mat`` (a ``width height [scale [offset]]`` header, then the rows). Every parse
+error names the source, the line and the token.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from convkit.errors import KernelParseError, UsageError
+from convkit.kernels import Kernel
+
+KERNEL_FILE_SUFFIXES = (".txt", ".csv", ".npy", ".json", ".mat")
+
+_SEPARATORS = re.compile(r"[,\s]+")
+
+
+def parse_number(token: str, source: str, line: int | None) -> float:
+    """A weight: an int, a float or a fraction ``a/b``."""
+    try:
+        value = float(Fraction(token)) if "/" in token else float(token)
+    except (ValueError, ZeroDivisionError):
+        raise KernelParseError(source, line, f"{token!r} is not a number") from None
+    if not np.isfinite(value):
+        raise KernelParseError(source, line, f"{token!r} is not a finite number")
+    return value
+
+
+def parse_rows(lines: list[tuple[int, str]], source: str) -> np.ndarray:
+    """Rows of numbers, one per ``(line_number, text)``, into a rectangular float64 matrix."""
+    rows: list[list[float]] = []
+    first_line = 0
+    for number, text in lines:
+        tokens = [t for t in _SEPARATORS.split(text.split("#", 1)[0].strip()) if t]
+        if not tokens:
+            continue
+        row = [parse_number(t, source, number) for t in tokens]
+        if rows and len(row) != len(rows[0]):
+            raise KernelParseError(
+                source,
+                number,
+                f"row has {len(row)} entries but line {first_line} has {len(rows[0])}"
+                " (a kernel must be rectangular)",
+            )
+        if not rows:
+            first_line = number
+        rows.append(row)
+    if not rows:
+        raise KernelParseError(source, None, "no kernel rows found (the kernel is empty)")
+    return np.array(rows, dtype=np.float64)
+
+
+def parse_kernel(text: str, name: str = "inline") -> Kernel:
+    """Parse an inline kernel: rows separated by ``;`` (or newlines), entries by ``,`` or spaces.
+
+    Examples
+    --------
+    >>> parse_kernel("0,-1,0; -1,5,-1; 0,-1,0").weights.sum()
+    np.float64(1.0)
+    """
+    pieces = re.split(r"[;\n]", text)
+    weights = parse_rows([(1, piece) for piece in pieces], f"inline kernel {text!r}")
+    return Kernel(name, weights, description="inline kernel")
+
+
+def looks_inline(value: str) -> bool:
+    """True for a ``--kernel`` value that is a matrix, not a name: ``"1,2,1"``, ``"1 2; 3 4"``."""
+    return bool(re.search(r"[,;]", value)) or bool(re.fullmatch(r"[\s\d.eE+\-/]+", value))
+
+
+def load_kernel(path: str | Path) -> Kernel:
+    """Read a kernel file; the format follows the suffix (anything unknown is read as text).
+
+    Raises
+    ------
+    UsageError
+        If the file does not exist or cannot be read.
+    KernelParseError
+        If its contents are not a kernel; the message names file, line and token.
+    """
+    path = Path(path)
+    source = str(path)
+    if not path.is_file():
+        what = "is a directory, not a kernel file" if path.is_dir() else "not found"
+        raise UsageError(f"kernel file {what}: {source}")
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        return _load_npy(path, source)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise KernelParseError(source, None, f"cannot read as text ({exc})") from None
+    if suffix == ".json":
+        return _parse_json(text, source, path.stem)
+    if suffix == ".mat":
+        return _parse_vips_mat(text, source, path.stem)
+    return Kernel(path.stem, parse_rows(_numbered(text), source), description=f"from {source}")
+
+
+def _numbered(text: str) -> list[tuple[int, str]]:
+    return list(enumerate(text.splitlines(), start=1))
+
+
+def _load_npy(path: Path, source: str) -> Kernel:
+    try:
+        weights = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        raise KernelParseError(source, None, f"not a readable .npy array ({exc})") from None
+    if weights.ndim != 2 or weights.size == 0:
+        raise KernelParseError(source, None, f"needs a non-empty 2-D array, got {weights.shape}")
+    if not np.issubdtype(weights.dtype, np.number) or np.iscomplexobj(weights):
+        raise KernelParseError(source, None, f"needs real numbers, got dtype {weights.dtype}")
+    if not np.isfinite(weights).all():
+        raise KernelParseError(source, None, "has NaN or infinite weights")
+    return Kernel(path.stem, weights, description=f"from {source}")
+
+
+def _parse_json(text: str, source: str, stem: str) -> Kernel:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise KernelParseError(source, exc.lineno, f"invalid JSON: {exc.msg}") from None
+    name, scale = stem, 1.0
+    if isinstance(data, dict):
+        if "kernel" not in data:
+            raise KernelParseError(source, None, 'a JSON object needs a "kernel" key')
+        name = str(data.get("name", stem))
+        scale = _json_number(data.get("scale", 1.0), source, "scale")
+        data = data["kernel"]
+    if not isinstance(data, list) or not all(isinstance(row, list) for row in data):
+        raise KernelParseError(source, None, "the kernel must be a list of rows (lists of numbers)")
+    rows = [[_json_number(v, source, f"row {r + 1}") for v in row] for r, row in enumerate(data)]
+    if not rows or not rows[0]:
+        raise KernelParseError(source, None, "no kernel rows found (the kernel is empty)")
+    for r, row in enumerate(rows):
+        if len(row) != len(rows[0]):
+            raise KernelParseError(
+                source, None, f"row {r + 1} has {len(row)} entries but row 1 has {len(rows[0])}"
+            )
+    return Kernel(name, np.array(rows) * scale, description=f"from {source}")
+
+
+def _json_number(value: object, source: str, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise KernelParseError(source, None, f"{where}: {value!r} is not a number")
+    if isinstance(value, str):
+        return parse_number(value, f"{source} ({where})", None)
+    if not np.isfinite(value):
+        raise KernelParseError(source, None, f"{where}: {value!r} is not a finite number")
+    return float(value)
+
+
+def _parse_vips_mat(text: str, source: str, stem: str) -> Kernel:
+    """libvips matrix: ``width height [scale [offset]]``; weights / scale, + offset."""
+    lines = [(n, t) for n, t in _numbered(text) if t.split("#", 1)[0].strip()]
+    if not lines:
+        raise KernelParseError(source, None, "empty file: a .mat needs a 'width height' header")
+    header_line, header = lines[0]
+    fields = header.split("#", 1)[0].split()
+    if not 2 <= len(fields) <= 4:
+        raise KernelParseError(
+            source,
+            header_line,
+            f"header {header.strip()!r} must be 'width height [scale [offset]]'",
+        )
+    width, height = (_positive_int(f, source, header_line) for f in fields[:2])
+    scale = parse_number(fields[2], source, header_line) if len(fields) > 2 else 1.0
+    offset = parse_number(fields[3], source, header_line) if len(fields) > 3 else 0.0
+    if scale == 0:
+        raise KernelParseError(source, header_line, "scale 0: the weights would be divided by 0")
+    weights = parse_rows(lines[1:], source)
+    if weights.shape != (height, width):
+        raise KernelParseError(
+            source,
+            header_line,
+            f"header says {width}x{height} (width x height) but the file has "
+            f"{weights.shape[1]}x{weights.shape[0]}",
+        )
+    return Kernel(stem, weights / scale, offset=offset, description=f"from {source}")
+
+
+def _positive_int(token: str, source: str, line: int) -> int:
+    try:
+        value = int(token)
+    except ValueError:
+        raise KernelParseError(source, line, f"{token!r} is not a whole number") from None
+    if value < 1:
+        raise KernelParseError(source, line, f"{token!r} must be at least 1")
+    return value
+
+
+def resolve_kernel(value: str, inline_name: str) -> Kernel:
+    """One ``--kernel`` value: an existing file, an inline matrix, or a name from the bank."""
+    from convkit.kernels import get_kernel
+
+    if Path(value).is_file():
+        return load_kernel(value)
+    if looks_inline(value):
+        return parse_kernel(value, inline_name)
+    if Path(value).suffix.lower() in KERNEL_FILE_SUFFIXES:
+        raise UsageError(f"kernel file not found: {value}")
+    return get_kernel(value)
+
+
+def resolve_kernels(values: list[str], files: list[str] | None = None) -> list[Kernel]:
+    """Every ``--kernel`` value (``all`` expanded) then every ``--kernel-file``, names unique.
+
+    Inline kernels are named ``inline1``, ``inline2``...; a name that repeats gets ``-2``,
+    ``-3``... so that no output overwrites another.
+    """
+    from convkit.kernels import expand_kernel_names
+
+    kernels: list[Kernel] = []
+    inline_count = 0
+    for value in values:
+        for name in expand_kernel_names(value):
+            if looks_inline(name) and not Path(name).is_file():
+                inline_count += 1
+            kernels.append(resolve_kernel(name, f"inline{inline_count}"))
+    kernels += [load_kernel(path) for path in files or []]
+    return _unique_names(kernels)
+
+
+def _unique_names(kernels: list[Kernel]) -> list[Kernel]:
+    seen: dict[str, int] = {}
+    unique = []
+    for kernel in kernels:
+        count = seen.get(kernel.name, 0) + 1
+        seen[kernel.name] = count
+        unique.append(kernel if count == 1 else kernel.renamed(f"{kernel.name}-{count}"))
+    return unique

@@ -1,0 +1,64 @@
+"""Run a backend N times, collect timings, and measure how far backends disagree."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import numpy as np
+
+T = TypeVar("T")
+
+# DESIGN §2: direct-sum backends agree within this many units of sum|K| * max|I|.
+AGREEMENT_FACTOR = 1e-9
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Wall-clock times of repeated runs of one backend, in seconds."""
+
+    backend: str
+    seconds: tuple[float, ...]
+
+    @property
+    def runs(self) -> int:
+        return len(self.seconds)
+
+    @property
+    def median_ms(self) -> float:
+        return statistics.median(self.seconds) * 1000.0
+
+    @property
+    def min_ms(self) -> float:
+        return min(self.seconds) * 1000.0
+
+
+def run_timed(backend: str, work: Callable[[], T], repeat: int = 1) -> tuple[T, Timing]:
+    """Call ``work`` ``repeat`` times; return the last result and the times."""
+    if repeat < 1:
+        raise ValueError("repeat must be at least 1")
+    seconds = []
+    result = None
+    for _ in range(repeat):
+        start = time.perf_counter()
+        result = work()
+        seconds.append(time.perf_counter() - start)
+    return result, Timing(backend, tuple(seconds))
+
+
+def max_abs_diff(a: np.ndarray, b: np.ndarray) -> float:
+    """The largest absolute difference between two responses of the same shape."""
+    if a.shape != b.shape:
+        raise ValueError(f"responses differ in shape: {a.shape} vs {b.shape}")
+    return float(np.max(np.abs(a - b))) if a.size else 0.0
+
+
+def agreement_tolerance(
+    weights: np.ndarray, image: np.ndarray, factor: float = AGREEMENT_FACTOR
+) -> float:
+    """``factor * sum|K| * max|I|``: how far two exact backends may differ by round-off."""
+    peak = float(np.max(np.abs(image))) if image.size else 0.0
+    return factor * float(np.abs(weights).sum()) * max(peak, 1.0)
