@@ -16,6 +16,7 @@ LABEL_HEIGHT = 26
 TITLE_HEIGHT = 32
 GAP = 8
 BACKGROUND = 255
+FRAME = 160
 FONT_SCALE = 0.5
 
 
@@ -66,9 +67,9 @@ def difference_panel(responses: Mapping[str, np.ndarray], reference: str) -> tup
             diff = np.maximum(diff, delta.max(axis=2) if delta.ndim == 3 else delta)
     peak = float(diff.max())
     if peak == 0.0:
-        return np.zeros(diff.shape, dtype=np.uint8), "|diff| = 0 everywhere"
+        return np.zeros(diff.shape, dtype=np.uint8), f"|diff| vs {reference}: all 0"
     stretched = np.rint(diff * (255.0 / peak)).astype(np.uint8)
-    return stretched, f"|diff| max {peak:.2g} = white"
+    return stretched, f"|diff| vs {reference}, max {peak:.2g} = white"
 
 
 def label_bar(text: str, width: int, height: int = LABEL_HEIGHT) -> np.ndarray:
@@ -87,8 +88,21 @@ def label_bar(text: str, width: int, height: int = LABEL_HEIGHT) -> np.ndarray:
     return bar
 
 
+def text_width(text: str) -> int:
+    import cv2
+
+    return cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, FONT_SCALE, 1)[0][0] + 8
+
+
 def labelled(panel: np.ndarray, label: str) -> np.ndarray:
-    return np.vstack([label_bar(label, panel.shape[1]), panel])
+    """A panel framed in grey under its label, widened if the label is wider than it."""
+    framed = np.pad(panel, ((1, 1), (1, 1), (0, 0)), constant_values=FRAME)
+    width = max(framed.shape[1], text_width(label))
+    extra = width - framed.shape[1]
+    framed = np.pad(
+        framed, ((0, 0), (extra // 2, extra - extra // 2), (0, 0)), constant_values=BACKGROUND
+    )
+    return np.vstack([label_bar(label, width), framed])
 
 
 def comparison_png(
@@ -123,7 +137,7 @@ def comparison_png(
     tiles += [labelled(resize_panel(to_display(image), scale), label) for label, image in panels]
     if len(responses) > 1:
         diff, label = difference_panel(responses, reference)
-        tiles.append(labelled(resize_panel(to_display(diff), scale), f"{label} (vs {reference})"))
+        tiles.append(labelled(resize_panel(to_display(diff), scale), label))
     height = max(tile.shape[0] for tile in tiles)
     row = []
     for tile in tiles:

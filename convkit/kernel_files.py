@@ -23,35 +23,47 @@ KERNEL_FILE_SUFFIXES = (".txt", ".csv", ".npy", ".json", ".mat")
 _SEPARATORS = re.compile(r"[,\s]+")
 
 
-def parse_number(token: str, source: str, line: int | None) -> float:
+def parse_number(token: str, source: str, line: int | None, unit: str = "line") -> float:
     """A weight: an int, a float or a fraction ``a/b``."""
     try:
         value = float(Fraction(token)) if "/" in token else float(token)
     except (ValueError, ZeroDivisionError):
-        raise KernelParseError(source, line, f"{token!r} is not a number") from None
+        raise _error(source, line, unit, f"{token!r} is not a number") from None
     if not np.isfinite(value):
-        raise KernelParseError(source, line, f"{token!r} is not a finite number")
+        raise _error(source, line, unit, f"{token!r} is not a finite number")
     return value
 
 
-def parse_rows(lines: list[tuple[int, str]], source: str) -> np.ndarray:
-    """Rows of numbers, one per ``(line_number, text)``, into a rectangular float64 matrix."""
+def _error(source: str, number: int | None, unit: str, message: str) -> KernelParseError:
+    """``file:LINE: message`` for files; ``source: row N: message`` for inline strings."""
+    if unit == "line" or number is None:
+        return KernelParseError(source, number, message)
+    return KernelParseError(source, None, f"{unit} {number}: {message}")
+
+
+def parse_rows(lines: list[tuple[int, str]], source: str, unit: str = "line") -> np.ndarray:
+    """Rows of numbers, one per ``(number, text)``, into a rectangular float64 matrix.
+
+    ``unit`` says what the numbers count in error messages: ``line`` of a file, or ``row``
+    of an inline string.
+    """
     rows: list[list[float]] = []
-    first_line = 0
+    first = 0
     for number, text in lines:
         tokens = [t for t in _SEPARATORS.split(text.split("#", 1)[0].strip()) if t]
         if not tokens:
             continue
-        row = [parse_number(t, source, number) for t in tokens]
+        row = [parse_number(t, source, number, unit) for t in tokens]
         if rows and len(row) != len(rows[0]):
-            raise KernelParseError(
+            raise _error(
                 source,
                 number,
-                f"row has {len(row)} entries but line {first_line} has {len(rows[0])}"
-                " (a kernel must be rectangular)",
+                unit,
+                f"{'row' if unit == 'line' else 'it'} has {len(row)} entries but {unit} {first}"
+                f" has {len(rows[0])} (a kernel must be rectangular)",
             )
         if not rows:
-            first_line = number
+            first = number
         rows.append(row)
     if not rows:
         raise KernelParseError(source, None, "no kernel rows found (the kernel is empty)")
@@ -67,7 +79,8 @@ def parse_kernel(text: str, name: str = "inline") -> Kernel:
     np.float64(1.0)
     """
     pieces = re.split(r"[;\n]", text)
-    weights = parse_rows([(1, piece) for piece in pieces], f"inline kernel {text!r}")
+    numbered = list(enumerate(pieces, start=1))
+    weights = parse_rows(numbered, f"inline kernel {text!r}", unit="row")
     return Kernel(name, weights, description="inline kernel")
 
 

@@ -206,10 +206,10 @@ def apply_image(
     image_path = Path(image_path)
     planned = [output_paths(image_path, k, settings) for k in kernels]
     refuse_overwriting_inputs([p for pair in planned for p in pair if p], [image_path])
-    ensure_folder(settings.out_dir)
     color, alpha = prepare_image(image_path, settings)
     for kernel in kernels:
         check_fits(color.shape, kernel, settings.padding)
+    ensure_folder(settings.out_dir)
     backends, note = choose_backends(settings.backends, color.shape, len(kernels), settings.repeat)
     report = ImageReport(image_path, color.shape, backends, notes=[note] if note else [])
     for kernel, (output, compare) in zip(kernels, planned, strict=True):

@@ -1,0 +1,305 @@
+"""`convkit apply` and `convkit kernels` as a user runs them, through click's CliRunner."""
+
+import csv
+import json
+
+import cv2
+import numpy as np
+import pytest
+import scipy.ndimage as ndi
+from click.testing import CliRunner
+
+from convkit.cli import main
+from convkit.imageio import encode_image
+
+
+def run(*args):
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    assert "Traceback" not in result.output
+    return result
+
+
+@pytest.fixture
+def photo(tmp_path):
+    """A small colour crop of a real photo: naive runs in well under a second."""
+    image = cv2.imread("sample_images/chelsea.png")[100:148, 150:214]
+    path = tmp_path / "cat.png"
+    path.write_bytes(encode_image(image))
+    return path
+
+
+def expected_clip(image: np.ndarray, weights, mode="nearest") -> np.ndarray:
+    """The oracle: scipy's correlation per channel, clipped and rounded half to even."""
+    planes = image[..., None] if image.ndim == 2 else image
+    response = np.stack(
+        [
+            ndi.correlate(planes[..., c].astype(float), weights, mode=mode)
+            for c in range(planes.shape[2])
+        ],
+        axis=-1,
+    )
+    out = np.rint(np.clip(response, 0, 255)).astype(np.uint8)
+    return out[..., 0] if image.ndim == 2 else out
+
+
+def test_apply_writes_the_filtered_image_the_comparison_and_the_table(photo, tmp_path):
+    out = tmp_path / "out"
+    result = run("apply", "--image", photo, "--kernel", "sobel_x", "--out", out)
+    assert result.exit_code == 0, result.output
+    filtered = cv2.imread(str(out / "cat_sobel_x.png"), cv2.IMREAD_UNCHANGED)
+    source = cv2.imread(str(photo))
+    sobel_x = [[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]]
+    np.testing.assert_array_equal(filtered, expected_clip(source, sobel_x))
+    compare = cv2.imread(str(out / "cat_sobel_x_compare.png"))
+    # original | naive | filter2d | |diff|: four panels of the crop, enlarged alike.
+    assert compare.shape[1] > 4 * source.shape[1]
+    for backend in ("naive", "filter2d"):
+        assert backend in result.output
+    assert "reference" in result.output
+    assert sorted(p.name for p in out.iterdir()) == ["cat_sobel_x.png", "cat_sobel_x_compare.png"]
+
+
+def test_several_kernels_padding_flip_and_rescale(photo, tmp_path):
+    out = tmp_path / "o"
+    result = run(
+        "apply", "--image", photo, "-k", "emboss", "-k", "0,1,0;1,-4,1;0,1,0", "--padding",
+        "reflect101", "--flip", "--rescale", "abs", "--backend", "filter2d", "--no-compare",
+        "--out", out,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == ["cat_emboss.png", "cat_inline1.png"]
+    source = cv2.imread(str(photo)).astype(float)
+    emboss = np.array([[-2, -1, 0], [-1, 1, 1], [0, 1, 2]])
+    expected = np.stack(
+        [ndi.convolve(source[..., c], emboss, mode="mirror") for c in range(3)], axis=-1
+    )
+    expected = np.rint(np.clip(np.abs(expected), 0, 255)).astype(np.uint8)
+    np.testing.assert_array_equal(cv2.imread(str(out / "cat_emboss.png")), expected)
+
+
+def test_rescale_none_writes_the_float_response_in_rgb_order(photo, tmp_path):
+    result = run("apply", "--image", photo, "-k", "laplacian", "--rescale", "none",
+                 "--backend", "filter2d", "--out", tmp_path)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    response = np.load(tmp_path / "cat_laplacian.npy")
+    rgb = cv2.cvtColor(cv2.imread(str(photo)), cv2.COLOR_BGR2RGB).astype(float)
+    laplacian = [[0, 1, 0], [1, -4, 1], [0, 1, 0]]
+    for c in range(3):
+        np.testing.assert_allclose(
+            response[..., c], ndi.correlate(rgb[..., c], laplacian, mode="nearest")
+        )
+    assert response.min() < 0  # negative responses survive
+
+
+def test_gray_converts_with_opencvs_weights(photo, tmp_path):
+    result = run("apply", "--image", photo, "-k", "identity", "--gray", "--out", tmp_path)
+    assert result.exit_code == 0, result.output
+    gray = cv2.imread(str(tmp_path / "cat_identity.png"), cv2.IMREAD_UNCHANGED)
+    np.testing.assert_array_equal(gray, cv2.cvtColor(cv2.imread(str(photo)), cv2.COLOR_BGR2GRAY))
+
+
+def test_sixteen_bit_and_alpha_are_kept(tmp_path):
+    rng = np.random.default_rng(3)
+    image = rng.integers(0, 65536, size=(9, 11, 4)).astype(np.uint16)
+    path = tmp_path / "deep.png"
+    path.write_bytes(encode_image(image))
+    result = run("apply", "--image", path, "-k", "small_blur", "--out", tmp_path / "o")
+    assert result.exit_code == 0, result.output
+    out = cv2.imread(str(tmp_path / "o" / "deep_small_blur.png"), cv2.IMREAD_UNCHANGED)
+    assert out.dtype == np.uint16 and out.shape == (9, 11, 4)
+    np.testing.assert_array_equal(out[..., 3], image[..., 3])  # alpha carried through
+    blurred = ndi.correlate(image[..., 0].astype(float), np.full((7, 7), 1 / 49), mode="nearest")
+    np.testing.assert_array_equal(out[..., 0], np.rint(blurred).astype(np.uint16))
+
+
+def test_valid_shrinks_the_output_and_crops_alpha_under_the_anchor(tmp_path):
+    image = np.zeros((5, 6, 4), dtype=np.uint8)
+    image[..., 3] = np.arange(30).reshape(5, 6)
+    path = tmp_path / "a.png"
+    path.write_bytes(encode_image(image))
+    result = run(
+        "apply", "-i", path, "-k", "horizontal_edge", "--padding", "valid", "-o", tmp_path / "o"
+    )
+    assert result.exit_code == 0, result.output
+    out = cv2.imread(str(tmp_path / "o" / "a_horizontal_edge.png"), cv2.IMREAD_UNCHANGED)
+    assert out.shape == (4, 5, 4)
+    np.testing.assert_array_equal(out[..., 3], image[1:, 1:, 3])  # anchor (1, 1)
+
+
+@pytest.mark.parametrize("suffix", [".json", ".csv"])
+def test_report_rows(photo, tmp_path, suffix):
+    report = tmp_path / f"report{suffix}"
+    result = run("apply", "-i", photo, "-k", "sharpen", "-k", "horizontal_edge", "--repeat", "2",
+                 "--report", report, "-o", tmp_path / "o")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    if suffix == ".json":
+        data = json.loads(report.read_text())
+        assert data["convkit"] == "0.1.0"
+        rows = data["rows"]
+        shapes = [row["kernel_shape"] for row in rows]
+        assert shapes == [[3, 3], [3, 3], [2, 2], [2, 2]]
+    else:
+        rows = list(csv.DictReader(report.open()))
+        assert [row["kernel_shape"] for row in rows] == ["3x3", "3x3", "2x2", "2x2"]
+    assert [(r["kernel"], r["backend"]) for r in rows] == [
+        ("sharpen", "naive"), ("sharpen", "filter2d"),
+        ("horizontal_edge", "naive"), ("horizontal_edge", "filter2d"),
+    ]  # fmt: skip
+    assert set(rows[0]) == {
+        "image", "kernel", "kernel_shape", "backend", "padding", "flip", "runs",
+        "median_ms", "min_ms", "max_abs_diff", "output",
+    }  # fmt: skip
+    assert all(float(r["max_abs_diff"]) <= 1e-9 * 8 * 255 for r in rows)
+    assert float(rows[0]["max_abs_diff"]) == 0.0  # naive is the reference
+    assert all(int(r["runs"]) == 2 for r in rows)
+    written = [r["output"] for r in rows if r["output"]]
+    assert [p.rsplit("/", 1)[-1] for p in written] == ["cat_sharpen.png", "cat_horizontal_edge.png"]
+
+
+def test_naive_is_left_out_of_the_defaults_on_a_large_image(tmp_path):
+    big = np.zeros((2000, 2000), dtype=np.uint8)
+    path = tmp_path / "big.png"
+    path.write_bytes(encode_image(big))
+    result = run("apply", "-i", path, "-k", "sharpen", "--no-compare", "-o", tmp_path / "o")
+    assert result.exit_code == 0, result.output
+    assert "naive backend left out: about 12 s" in result.output
+    assert "--backend naive" in result.output
+    assert "vs naive" not in result.stdout  # no naive column when it did not run
+    assert [
+        line.split()[1] for line in result.stdout.splitlines() if line.startswith(" sharpen")
+    ] == ["filter2d"]
+
+
+def test_quiet_prints_nothing(photo, tmp_path):
+    result = run("apply", "-i", photo, "-k", "sharpen", "--quiet", "-o", tmp_path)
+    assert result.exit_code == 0 and result.output == ""
+
+
+def test_kernels_lists_the_bank_and_prints_matrices():
+    listing = run("kernels")
+    assert listing.exit_code == 0
+    for name in ("small_blur", "sobel_x", "laplacian8", "horizontal_edge"):
+        assert name in listing.output
+    assert "7x7" in listing.output and "21x21" in listing.output
+    matrix = run("kernels", "sobel_x", "1/4,1/2")
+    assert matrix.exit_code == 0
+    assert "-1   0   1\n-2   0   2\n-1   0   1" in matrix.output  # right-aligned columns
+    assert "0.25   0.5" in matrix.output
+
+
+def test_module_entry_point():
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "convkit", "--version"], capture_output=True, text=True
+    )
+    assert done.returncode == 0 and "convkit, version 0.1.0" in done.stdout
+
+
+# --- bad input: one line, the documented exit code, nothing half-written -------------------
+
+
+def _files(tmp_path):
+    return {
+        "empty.txt": "",
+        "ragged.txt": "1 2 3\n4 5\n",
+        "words.csv": "1,2\nx,4\n",
+        "nan.txt": "1 nan\n",
+        "wide.txt": " ".join(["1"] * 65),
+    }
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["-k", "sobelx"], 2, "unknown kernel 'sobelx': did you mean sobel_x or sobel_y?"),
+        (["-k", "1,nan"], 2, "'nan' is not a finite number"),
+        (["-k", "1,2;3"], 2, "row 2: it has 1 entries but row 1 has 2"),
+        (["-k", "sharpen", "--padding", "bounce"], 2, "unknown padding mode 'bounce'"),
+        (
+            ["-k", "sharpen", "--backend", "cuda"],
+            2,
+            "unknown backend 'cuda': use one of naive, filter2d",
+        ),
+        (["-k", "wide.txt", "--padding", "valid"], 2, "(1x65) is larger than the image (48x64)"),
+        (["-k", "sharpen", "--report", "r.txt"], 2, "must end in .json or .csv"),
+        (["-k", "nope.txt"], 2, "kernel file not found: nope.txt"),
+        (["--kernel-file", "empty.txt"], 2, "empty.txt: no kernel rows found"),
+        (["--kernel-file", "ragged.txt"], 2, "ragged.txt:2: row has 2 entries but line 1 has 3"),
+        (["-k", "words.csv"], 2, "words.csv:2: 'x' is not a number"),
+        (["-k", "nan.txt"], 2, "nan.txt:1: 'nan' is not a finite number"),
+        ([], 2, "no kernel given: add --kernel NAME (one of small_blur"),
+        (["-k", "sharpen", "--repeat", "0"], 2, "Invalid value for '--repeat'"),
+        (["-k", "sharpen", "--rescale", "stretch"], 2, "Invalid value for '--rescale'"),
+    ],
+)
+def test_bad_options_and_kernels(photo, tmp_path, monkeypatch, args, code, message):
+    monkeypatch.chdir(tmp_path)
+    for name, text in _files(tmp_path).items():
+        (tmp_path / name).write_text(text)
+    result = run("apply", "--image", photo, "--out", tmp_path / "out", *args)
+    assert result.exit_code == code
+    assert message in result.output
+    error_lines = [line for line in result.output.splitlines() if line.startswith("Error")]
+    assert len(error_lines) == 1
+    assert not (tmp_path / "out").exists()  # nothing written
+
+
+def _bad_image(tmp_path, kind):
+    path = tmp_path / f"{kind}.png"
+    good = encode_image(cv2.imread("sample_images/chelsea.png"))
+    content = {
+        "zero-byte": b"",
+        "truncated": good[: len(good) // 3],
+        "random": np.random.default_rng(1).integers(0, 256, 4096).astype(np.uint8).tobytes(),
+        "text": b"this is a text file\n",
+    }[kind]
+    path.write_bytes(content)
+    return path
+
+
+@pytest.mark.parametrize("kind", ["zero-byte", "truncated", "random", "text"])
+def test_images_that_cannot_be_decoded(tmp_path, kind):
+    path = _bad_image(tmp_path, kind)
+    result = run("apply", "-i", path, "-k", "sharpen", "-o", tmp_path / "out")
+    assert result.exit_code == 1
+    assert result.output.strip().startswith(f"Error: cannot decode {path}")
+    assert len(result.output.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_image_that_does_not_exist(tmp_path):
+    result = run("apply", "-i", tmp_path / "nope.png", "-k", "sharpen")
+    assert result.exit_code == 2
+    assert f"Error: image not found: {tmp_path / 'nope.png'}" in result.output
+
+
+def test_image_over_max_pixels(photo, tmp_path):
+    result = run(
+        "apply", "-i", photo, "-k", "sharpen", "--max-pixels", "1000", "-o", tmp_path / "o"
+    )
+    assert result.exit_code == 1
+    assert "64x48 = 3,072 pixels, more than --max-pixels 1,000" in result.output
+
+
+def test_output_folder_that_cannot_be_created(photo, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    result = run("apply", "-i", photo, "-k", "sharpen", "-o", blocker / "sub")
+    assert result.exit_code == 1
+    assert "cannot create output folder" in result.output
+    assert blocker.read_text() == "x"
+
+
+def test_kernels_unknown_name(tmp_path):
+    result = run("kernels", "lapalcian")
+    assert result.exit_code == 2
+    assert "did you mean laplacian" in result.output
+
+
+def test_debug_shows_the_traceback(photo, monkeypatch):
+    monkeypatch.setenv("CONVKIT_DEBUG", "1")
+    result = CliRunner().invoke(main, ["apply", "-i", str(photo), "-k", "sobelx"])
+    assert result.exit_code != 0
+    assert result.exception is not None and "sobelx" in str(result.exception)

@@ -1,0 +1,242 @@
+"""The semantics of DESIGN §2, backend by backend, against hand-worked values and scipy."""
+
+import numpy as np
+import pytest
+import scipy.ndimage as ndi
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from convkit import UsageError, convolve, get_kernel
+from convkit.kernels import Kernel
+from convkit.padding import PADDING_MODES
+from convkit.timing import agreement_tolerance
+from tests.conftest import BACKENDS, PADDINGS
+
+SCIPY_MODE = {name: mode.scipy_mode for name, mode in PADDING_MODES.items()}
+
+# --- the tutorials' worked examples, exact -------------------------------------------------
+
+FLAT = np.full((2, 2), 200, dtype=np.uint8)
+HORIZONTAL_EDGE_IMAGE = np.array([[200, 200], [0, 0]], dtype=np.uint8)
+VERTICAL_EDGE_IMAGE = np.array([[200, 0], [200, 0]], dtype=np.uint8)
+
+
+@pytest.mark.parametrize(
+    ("image", "expected"),
+    [
+        pytest.param(FLAT, (0, 0), id="flat"),
+        pytest.param(HORIZONTAL_EDGE_IMAGE, (800, 0), id="horizontal-edge"),
+        pytest.param(VERTICAL_EDGE_IMAGE, (0, 800), id="vertical-edge"),
+    ],
+)
+def test_edge_kernels_give_the_tutorial_confidence_scores(backend, image, expected):
+    scores = tuple(
+        convolve(image, get_kernel(name), padding="valid", backend=backend).item()
+        for name in ("horizontal_edge", "vertical_edge")
+    )
+    assert scores == expected
+
+
+def test_two_by_two_kernel_on_three_by_three_matrix_under_valid(backend):
+    matrix = np.array([[1, 2, 3], [4, 5, 6], [7, 8, 9]])
+    result = convolve(matrix, [[0, 1], [1, 0]], padding="valid", backend=backend)
+    np.testing.assert_array_equal(result, [[6, 8], [12, 14]])
+
+
+def test_mean_of_the_tutorial_patch_rounds_to_132(backend):
+    patch = np.array([[93, 139, 101], [26, 252, 196], [135, 230, 18]], dtype=np.uint8)
+    mean = np.full((3, 3), 1 / 9)
+    value = convolve(patch, mean, padding="valid", backend=backend).item()
+    assert value == pytest.approx(1190 / 9)
+    assert round(value) == 132
+
+
+def test_correlation_is_the_default_and_flip_convolves(backend):
+    # An asymmetric kernel tells the two apart: shifting right vs left.
+    row = np.array([[0, 0, 5, 0, 0]], dtype=float)
+    kernel = [[1, 0, 0]]
+    np.testing.assert_array_equal(
+        convolve(row, kernel, padding="constant", backend=backend), [[0, 0, 0, 5, 0]]
+    )
+    np.testing.assert_array_equal(
+        convolve(row, kernel, padding="constant", backend=backend, flip=True), [[0, 5, 0, 0, 0]]
+    )
+
+
+def test_even_kernel_anchor_is_opencvs(backend):
+    # kH // 2 = 1: the 2x2 kernel's bottom-right weight sits on the output pixel.
+    image = np.arange(16, dtype=float).reshape(4, 4)
+    kernel = np.array([[1.0, 0.0], [0.0, 0.0]])  # picks the pixel up and to the left
+    result = convolve(image, kernel, padding="constant", backend=backend)
+    expected = np.zeros((4, 4))
+    expected[1:, 1:] = image[:-1, :-1]
+    np.testing.assert_array_equal(result, expected)
+
+
+@pytest.mark.parametrize("mode", PADDINGS)
+def test_each_padding_mode_on_a_row_matches_its_pattern(backend, mode):
+    # A 1x7 kernel picking its leftmost tap reads three pixels to the left: the padding.
+    row = np.array([[1, 2, 3, 4, 5, 6, 7, 8]], dtype=float)  # abcdefgh
+    pick_left = np.zeros((1, 7))
+    pick_left[0, 0] = 1.0
+    result = convolve(row, pick_left, padding=mode, cval=9, backend=backend)
+    expected_prefix = {
+        "replicate": [1, 1, 1],  # aaa|
+        "constant": [9, 9, 9],  # 000| with cval 9
+        "reflect": [3, 2, 1],  # cba|
+        "reflect101": [4, 3, 2],  # dcb|
+        "wrap": [6, 7, 8],  # fgh|
+    }
+    if mode == "valid":
+        np.testing.assert_array_equal(result, [[1, 2]])
+    else:
+        np.testing.assert_array_equal(result[0, :3], expected_prefix[mode])
+        np.testing.assert_array_equal(result[0, 3:], row[0, :5])
+
+
+def test_colour_channels_are_filtered_one_by_one(backend, rng):
+    image = rng.integers(0, 256, size=(6, 7, 3)).astype(np.uint8)
+    kernel = get_kernel("sobel_x")
+    result = convolve(image, kernel, backend=backend)
+    assert result.shape == (6, 7, 3)
+    assert result.dtype == np.float64
+    for c in range(3):
+        np.testing.assert_allclose(
+            result[..., c],
+            ndi.correlate(image[..., c].astype(float), kernel.weights, mode="nearest"),
+        )
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int16, np.float32, np.float64])
+def test_any_real_dtype_gives_float64_without_clipping(backend, dtype):
+    image = np.array([[0, 0, 0], [0, 100, 0], [0, 0, 0]], dtype=dtype)
+    result = convolve(image, get_kernel("laplacian"), padding="constant", backend=backend)
+    assert result.dtype == np.float64
+    assert result[1, 1] == -400  # negative: nothing clipped
+    assert result[0, 1] == 100
+
+
+def test_libvips_offset_is_added_after_filtering(backend):
+    kernel = Kernel("shift", [[1.0]], offset=128)
+    result = convolve(np.array([[1, 2]]), kernel, backend=backend)
+    np.testing.assert_array_equal(result, [[129, 130]])
+
+
+# --- property tests against scipy.ndimage ---------------------------------------------------
+
+images = arrays(
+    np.float64,
+    st.tuples(st.integers(1, 9), st.integers(1, 9)),
+    elements=st.integers(-255, 255).map(float),
+)
+kernels = arrays(
+    np.float64,
+    st.tuples(st.integers(1, 6), st.integers(1, 6)),
+    elements=st.integers(-9, 9).map(float),
+)
+scipy_modes = st.sampled_from(["replicate", "constant", "reflect", "reflect101", "wrap"])
+
+
+def _assert_agrees(result, expected, weights, image):
+    tolerance = agreement_tolerance(weights, image)
+    assert result.shape == expected.shape
+    np.testing.assert_allclose(result, expected, rtol=0, atol=tolerance)
+
+
+@pytest.mark.parametrize("backend_name", BACKENDS)
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(image=images, weights=kernels, mode=scipy_modes, cval=st.integers(-5, 5), flip=st.booleans())
+def test_every_backend_equals_scipy(backend_name, image, weights, mode, cval, flip):
+    """Odd, even and rectangular kernels, larger than the image too, on every padding mode."""
+    result = convolve(image, weights, padding=mode, cval=cval, backend=backend_name, flip=flip)
+    oracle = ndi.convolve if flip else ndi.correlate
+    expected = oracle(image, weights, mode=SCIPY_MODE[mode], cval=cval)
+    _assert_agrees(result, expected, weights, image)
+
+
+@pytest.mark.parametrize("backend_name", BACKENDS)
+@settings(max_examples=100, deadline=None)
+@given(image=images, weights=kernels, flip=st.booleans())
+def test_valid_is_the_inner_part_of_any_padded_result(backend_name, image, weights, flip):
+    kh, kw = weights.shape
+    h, w = image.shape
+    if kh > h or kw > w:
+        with pytest.raises(UsageError, match="larger than the image"):
+            convolve(image, weights, padding="valid", backend=backend_name)
+        return
+    result = convolve(image, weights, padding="valid", backend=backend_name, flip=flip)
+    assert result.shape == (h - kh + 1, w - kw + 1)
+    # Where the kernel lies wholly inside the image the padding is never read.
+    ay, ax = ((kh - 1) - kh // 2, (kw - 1) - kw // 2) if flip else (kh // 2, kw // 2)
+    full = convolve(image, weights, padding="constant", backend=backend_name, flip=flip)
+    inner = full[ay : ay + result.shape[0], ax : ax + result.shape[1]]
+    _assert_agrees(result, inner, weights, image)
+
+
+@settings(max_examples=100, deadline=None)
+@given(image=images, weights=kernels, mode=st.sampled_from(PADDINGS), flip=st.booleans())
+def test_naive_and_filter2d_agree(image, weights, mode, flip):
+    kh, kw = weights.shape
+    if mode == "valid" and (kh > image.shape[0] or kw > image.shape[1]):
+        return
+    a = convolve(image, weights, padding=mode, backend="naive", flip=flip)
+    b = convolve(image, weights, padding=mode, backend="filter2d", flip=flip)
+    _assert_agrees(a, b, weights, image)
+
+
+def test_agreement_on_a_real_photo_large_kernel(rng):
+    image = rng.integers(0, 256, size=(40, 50)).astype(np.uint8)
+    weights = rng.normal(size=(13, 11))  # area 143: filter2D takes its DFT path
+    for mode in PADDINGS:
+        a = convolve(image, weights, padding=mode, backend="naive")
+        b = convolve(image, weights, padding=mode, backend="filter2d")
+        _assert_agrees(a, b, weights, image)
+
+
+# --- errors ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("image", "message"),
+    [
+        (np.zeros((0, 5)), "empty"),
+        (np.zeros(5), r"\(H, W\)"),
+        (np.zeros((2, 2, 2, 2)), r"\(H, W\)"),
+        (np.array([["a", "b"]]), "real numbers"),
+        (np.zeros((2, 2), dtype=complex), "real numbers"),
+    ],
+)
+def test_bad_images_are_refused(image, message):
+    with pytest.raises(UsageError, match=message):
+        convolve(image, get_kernel("identity"))
+
+
+def test_unknown_padding_lists_the_modes():
+    with pytest.raises(UsageError, match="replicate, constant, reflect, reflect101, wrap, valid"):
+        convolve(np.ones((3, 3)), get_kernel("identity"), padding="bounce")
+
+
+def test_unknown_backend_lists_the_backends():
+    with pytest.raises(UsageError, match="naive, filter2d"):
+        convolve(np.ones((3, 3)), get_kernel("identity"), backend="cuda")
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_weights_are_refused(bad):
+    with pytest.raises(UsageError, match="NaN or infinite"):
+        convolve(np.ones((3, 3)), [[1.0, bad]])
+
+
+def test_kernel_larger_than_image_under_valid_names_both_sizes():
+    with pytest.raises(UsageError, match=r"\(7x7\) is larger than the image \(5x6\)"):
+        convolve(np.ones((5, 6)), get_kernel("small_blur"), padding="valid")
+
+
+def test_progress_reports_every_row_over_all_channels():
+    calls = []
+    convolve(
+        np.zeros((4, 3, 2)), get_kernel("identity"), backend="naive",
+        progress=lambda done, total: calls.append((done, total)),
+    )  # fmt: skip
+    assert calls == [(i, 8) for i in range(1, 9)]

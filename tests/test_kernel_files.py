@@ -1,0 +1,137 @@
+import json
+
+import numpy as np
+import pytest
+
+from convkit import load_kernel, parse_kernel
+from convkit.errors import KernelParseError, UsageError
+from convkit.kernel_files import looks_inline, resolve_kernels
+
+
+def _write(tmp_path, name, text):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_text_rows_with_comments_commas_and_fractions(tmp_path):
+    path = _write(
+        tmp_path, "mean.txt", "# a 3x3 mean\n1/9 1/9 1/9\n1/9, 1/9, 1/9  # middle\n\n1/9,1/9,1/9\n"
+    )
+    kernel = load_kernel(path)
+    assert kernel.name == "mean"
+    np.testing.assert_allclose(kernel.weights, np.full((3, 3), 1 / 9))
+
+
+def test_csv(tmp_path):
+    kernel = load_kernel(_write(tmp_path, "edge.csv", "-1,0,1\n-2,0,2\n-1,0,1\n"))
+    np.testing.assert_array_equal(kernel.weights, [[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]])
+
+
+def test_npy(tmp_path):
+    path = tmp_path / "k.npy"
+    np.save(path, np.array([[1, 2, 3]], dtype=np.int32))
+    kernel = load_kernel(path)
+    assert kernel.shape == (1, 3) and kernel.weights.dtype == np.float64
+
+
+def test_json_list_and_object_with_scale(tmp_path):
+    rows = load_kernel(_write(tmp_path, "rows.json", "[[1, 2], [3, 4]]"))
+    assert rows.name == "rows"
+    named = load_kernel(
+        _write(
+            tmp_path,
+            "o.json",
+            json.dumps({"name": "blur2", "kernel": [[1, 1], [1, 1]], "scale": 0.25}),
+        )
+    )
+    assert named.name == "blur2"
+    np.testing.assert_array_equal(named.weights, np.full((2, 2), 0.25))
+
+
+def test_libvips_mat_divides_by_scale_and_keeps_offset(tmp_path):
+    kernel = load_kernel(_write(tmp_path, "sharp.mat", "3 2 4 128\n1 2 1\n-1 -2 -1\n"))
+    np.testing.assert_array_equal(kernel.weights, [[0.25, 0.5, 0.25], [-0.25, -0.5, -0.25]])
+    assert kernel.offset == 128
+
+
+def test_inline():
+    kernel = parse_kernel("0,-1,0; -1,5,-1; 0,-1,0", "inline1")
+    np.testing.assert_array_equal(kernel.weights, [[0, -1, 0], [-1, 5, -1], [0, -1, 0]])
+    assert parse_kernel("1 2 1").shape == (1, 3)
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "message"),
+    [
+        ("empty.txt", "", r"empty.txt: no kernel rows found"),
+        ("comments.txt", "# nothing\n\n", r"comments.txt: no kernel rows found"),
+        ("ragged.txt", "1 2 3\n4 5\n", r"ragged.txt:2: row has 2 entries but line 1 has 3"),
+        ("words.txt", "1 2 3\n4 five 6\n", r"words.txt:2: 'five' is not a number"),
+        ("zero.txt", "1/0 1\n", r"zero.txt:1: '1/0' is not a number"),
+        ("nan.csv", "1,nan\n", r"nan.csv:1: 'nan' is not a finite number"),
+        ("bad.json", "[[1, 2], [3,", r"bad.json:1: invalid JSON"),
+        ("ragged.json", "[[1, 2], [3]]", r"ragged.json: row 2 has 1 entries but row 1 has 2"),
+        ("text.json", '[[1, "x"]]', r"'x' is not a number"),
+        ("nokernel.json", '{"name": "a"}', r'needs a "kernel" key'),
+        ("header.mat", "3\n1 2 3\n", r"header.mat:1: header '3' must be 'width height"),
+        ("size.mat", "3 3\n1 2 3\n", r"size.mat:1: header says 3x3 .* but the file has 3x1"),
+        ("scale.mat", "1 1 0\n1\n", r"scale.mat:1: scale 0"),
+    ],
+)
+def test_parse_errors_name_file_line_and_token(tmp_path, name, text, message):
+    with pytest.raises(KernelParseError, match=message):
+        load_kernel(_write(tmp_path, name, text))
+
+
+def test_corrupt_npy(tmp_path):
+    path = _write(tmp_path, "bad.npy", "not numpy")
+    with pytest.raises(KernelParseError, match=r"bad.npy: not a readable .npy"):
+        load_kernel(path)
+
+
+def test_npy_must_be_two_dimensional(tmp_path):
+    path = tmp_path / "flat.npy"
+    np.save(path, np.ones(3))
+    with pytest.raises(KernelParseError, match=r"2-D"):
+        load_kernel(path)
+
+
+def test_missing_file_is_a_usage_error(tmp_path):
+    with pytest.raises(UsageError, match="kernel file not found"):
+        load_kernel(tmp_path / "nope.txt")
+
+
+def test_inline_errors_name_the_string():
+    with pytest.raises(
+        KernelParseError, match=r"inline kernel '1,2; 3': row 2: it has 1 entries but row 1 has 2"
+    ):
+        parse_kernel("1,2; 3")
+
+
+@pytest.mark.parametrize("value", ["1,2,1", "0 -1 0; -1 5 -1", "1/9", "-1 2 -1"])
+def test_matrices_look_inline(value):
+    assert looks_inline(value)
+
+
+@pytest.mark.parametrize("value", ["sobel_x", "all", "gaussian:5:1.4", "edges.txt"])
+def test_names_do_not_look_inline(value):
+    assert not looks_inline(value)
+
+
+def test_resolve_numbers_inline_kernels_and_deduplicates(tmp_path):
+    path = _write(tmp_path, "edges.txt", "1 -1\n")
+    kernels = resolve_kernels(["1,2,1", "sharpen", "1;2", str(path), "sharpen"], [str(path)])
+    assert [k.name for k in kernels] == [
+        "inline1",
+        "sharpen",
+        "inline2",
+        "edges",
+        "sharpen-2",
+        "edges-2",
+    ]
+
+
+def test_resolve_a_missing_kernel_file_says_so(tmp_path):
+    with pytest.raises(UsageError, match="kernel file not found: .*edges.txt"):
+        resolve_kernels([str(tmp_path / "edges.txt")])

@@ -1,0 +1,30 @@
+"""Every `convkit` command shown in the README's Commands section runs and exits 0."""
+
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from convkit.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def readme_commands() -> list[str]:
+    commands_section = ROOT.joinpath("README.md").read_text().split("## Commands", 1)[1]
+    blocks = re.findall(r"```sh\n(.*?)```", commands_section, flags=re.S)
+    return [line for block in blocks for line in block.splitlines() if line.startswith("convkit ")]
+
+
+def test_the_readme_shows_commands():
+    assert len(readme_commands()) >= 6
+
+
+@pytest.mark.parametrize("command", readme_commands())
+def test_readme_command_runs(command, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "sample_images").symlink_to(ROOT / "sample_images")
+    result = CliRunner().invoke(main, shlex.split(command)[1:])
+    assert result.exit_code == 0, result.output
