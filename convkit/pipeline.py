@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from convkit.backends import check_backend_name
+from convkit.backends import check_backend_name, get_backend
 from convkit.engine import check_fits, convolve
 from convkit.imageio import (
     DEFAULT_MAX_PIXELS,
@@ -211,6 +211,8 @@ def apply_image(
         check_fits(color.shape, kernel, settings.padding)
     ensure_folder(settings.out_dir)
     backends, note = choose_backends(settings.backends, color.shape, len(kernels), settings.repeat)
+    for backend in backends:
+        get_backend(backend)  # import its library now, outside the timed runs
     report = ImageReport(image_path, color.shape, backends, notes=[note] if note else [])
     for kernel, (output, compare) in zip(kernels, planned, strict=True):
         report.results.append(

@@ -303,3 +303,24 @@ def test_debug_shows_the_traceback(photo, monkeypatch):
     result = CliRunner().invoke(main, ["apply", "-i", str(photo), "-k", "sobelx"])
     assert result.exit_code != 0
     assert result.exception is not None and "sobelx" in str(result.exception)
+
+
+def test_normalize_then_scale(tmp_path):
+    image = np.full((4, 4), 100, dtype=np.uint8)
+    path = tmp_path / "flat.png"
+    path.write_bytes(encode_image(image))
+    # Σ = 4: normalised it averages (100), scaled by 0.5 it gives 50.
+    result = run("apply", "-i", path, "-k", "1,1;1,1", "--normalize", "--scale", "0.5",
+                 "--rescale", "none", "-o", tmp_path / "o")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    np.testing.assert_array_equal(
+        np.load(tmp_path / "o" / "flat_inline1.npy"), np.full((4, 4), 50.0)
+    )
+
+
+def test_the_bundled_tutorial_images_give_the_worked_confidence_scores(tmp_path):
+    result = run("apply", "-i", "sample_images/tutorial/vertical_edge.png", "-k", "horizontal_edge",
+                 "-k", "vertical_edge", "--padding", "valid", "--rescale", "none", "-o", tmp_path)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert np.load(tmp_path / "vertical_edge_horizontal_edge.npy").item() == 0
+    assert np.load(tmp_path / "vertical_edge_vertical_edge.npy").item() == 800
