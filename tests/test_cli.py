@@ -319,8 +319,9 @@ def test_normalize_then_scale(tmp_path):
 
 
 def test_the_bundled_tutorial_images_give_the_worked_confidence_scores(tmp_path):
-    result = run("apply", "-i", "sample_images/tutorial/vertical_edge.png", "-k", "horizontal_edge",
-                 "-k", "vertical_edge", "--padding", "valid", "--rescale", "none", "-o", tmp_path)  # fmt: skip
+    image = "sample_images/tutorial/vertical_edge.png"
+    result = run("apply", "-i", image, "-k", "horizontal_edge", "-k", "vertical_edge",
+                 "--padding", "valid", "--rescale", "none", "-o", tmp_path)  # fmt: skip
     assert result.exit_code == 0, result.output
     assert np.load(tmp_path / "vertical_edge_horizontal_edge.npy").item() == 0
     assert np.load(tmp_path / "vertical_edge_vertical_edge.npy").item() == 800
