@@ -12,6 +12,7 @@ import io
 import os
 import tempfile
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,33 @@ from convkit.errors import ImageReadError, ImageWriteError, UsageError
 
 # Pillow's decompression-bomb threshold.
 DEFAULT_MAX_PIXELS = 178_956_970
+
+
+@dataclass(frozen=True)
+class ImageSource:
+    """One input image: a file, or bytes read from standard input.
+
+    ``subfolder`` is where its outputs go under ``--out`` (a folder walked with
+    ``--recursive`` mirrors its layout there).
+    """
+
+    name: str
+    path: Path | None = None
+    data: bytes | None = None
+    subfolder: Path = Path()
+
+    @classmethod
+    def from_path(cls, path: str | Path, subfolder: Path = Path()) -> ImageSource:
+        return cls(str(path), Path(path), None, subfolder)
+
+    @property
+    def stem(self) -> str:
+        return self.path.stem if self.path is not None else "stdin"
+
+    def read(self, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
+        if self.data is not None:
+            return decode_image(self.data, self.name, max_pixels)
+        return read_image(self.path, max_pixels)
 
 
 def read_image(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:

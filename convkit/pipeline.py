@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -17,10 +17,10 @@ from convkit.backends import check_backend_name, get_backend
 from convkit.engine import check_fits, convolve
 from convkit.imageio import (
     DEFAULT_MAX_PIXELS,
+    ImageSource,
     encode_image,
     encode_npy,
     ensure_folder,
-    read_image,
     refuse_overwriting_inputs,
     write_atomic,
 )
@@ -50,7 +50,7 @@ class ApplySettings:
     bias: float = 0.0
     activation: str | None = None
     repeat: int = 1
-    out_dir: Path = Path("convkit-out")
+    out_dir: Path | None = Path("convkit-out")  # None: the filtered image goes to stdout
     compare: bool = True
     max_pixels: int | None = DEFAULT_MAX_PIXELS
 
@@ -85,7 +85,7 @@ class KernelResult:
     rows: tuple[BackendRow, ...]
     reference: str
     tolerance: float
-    output: Path
+    output: Path | None
     compare: Path | None
 
     @property
@@ -97,11 +97,12 @@ class KernelResult:
 class ImageReport:
     """The outcome of `apply_image`."""
 
-    image: Path
+    image: str
     shape: tuple[int, ...]
     backends: tuple[str, ...]
     results: list[KernelResult] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    stdout_bytes: bytes | None = None  # the encoded image, when it goes to standard output
 
     @property
     def rows(self) -> list[BackendRow]:
@@ -114,34 +115,45 @@ def safe_name(name: str) -> str:
 
 
 def output_paths(
-    image_path: Path, kernel: Kernel, settings: ApplySettings
-) -> tuple[Path, Path | None]:
-    """The filtered image's path and the comparison PNG's (None with ``compare=False``)."""
-    stem = f"{image_path.stem}_{safe_name(kernel.name)}"
+    source: ImageSource, kernel: Kernel, settings: ApplySettings
+) -> tuple[Path | None, Path | None]:
+    """The filtered image's path and the comparison PNG's (None when not written to a file)."""
+    if settings.out_dir is None:
+        return None, None
+    folder = settings.out_dir / source.subfolder
+    stem = f"{source.stem}_{safe_name(kernel.name)}"
     suffix = ".npy" if settings.rescale == "none" else ".png"
-    compare = settings.out_dir / f"{stem}_compare.png" if settings.compare else None
-    return settings.out_dir / f"{stem}{suffix}", compare
+    compare = folder / f"{stem}_compare.png" if settings.compare else None
+    return folder / f"{stem}{suffix}", compare
 
 
 def choose_backends(
-    requested: Sequence[str] | None, image_shape: tuple[int, ...], kernel_count: int, repeat: int
+    requested: Sequence[str] | None,
+    image_shape: tuple[int, ...],
+    kernel_count: int,
+    repeat: int,
+    image_count: int = 1,
 ) -> tuple[tuple[str, ...], str | None]:
     """The backends to run, and a note when the naive loop was left out of the defaults.
 
     Backends the user named are always run; the default pair drops ``naive`` when its
-    estimated time exceeds `NAIVE_BUDGET_SECONDS`.
+    estimated time, over all ``image_count`` images of a batch, exceeds `NAIVE_BUDGET_SECONDS`.
     """
     if requested:
         names = tuple(dict.fromkeys(check_backend_name(b) for b in requested))
         return names, None
     samples = int(np.prod(image_shape))
-    estimate = samples * NAIVE_SECONDS_PER_SAMPLE * kernel_count * repeat
+    estimate = samples * NAIVE_SECONDS_PER_SAMPLE * kernel_count * repeat * image_count
     if estimate <= NAIVE_BUDGET_SECONDS:
         return DEFAULT_BACKENDS, None
-    megapixels = image_shape[0] * image_shape[1] / 1e6
+    if image_count == 1:
+        megapixels = image_shape[0] * image_shape[1] / 1e6
+        where = f"on this {megapixels:.1f}-megapixel image"
+    else:
+        where = f"over {image_count} images"
     note = (
-        f"naive backend left out: about {estimate:.0f} s on this {megapixels:.1f}-megapixel "
-        "image (add --backend naive --backend filter2d to run it anyway)"
+        f"naive backend left out: about {estimate:.0f} s {where} "
+        "(add --backend naive --backend filter2d to run it anyway)"
     )
     return tuple(b for b in DEFAULT_BACKENDS if b != "naive"), note
 
@@ -182,130 +194,145 @@ def crop_alpha(alpha: np.ndarray | None, kernel: Kernel, padding: Padding) -> np
 
 
 def prepare_image(
-    image_path: Path, settings: ApplySettings
+    source: ImageSource, settings: ApplySettings
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Read the image, convert to grey if asked, and set the alpha channel aside."""
-    image = read_image(image_path, settings.max_pixels)
+    image = source.read(settings.max_pixels)
     if settings.gray:
         return to_gray(image), None
     return split_alpha(image)
 
 
+def plan_outputs(
+    source: ImageSource, kernels: Sequence[Kernel], settings: ApplySettings
+) -> list[tuple[Path | None, Path | None]]:
+    """Every output path of one image, one (image, comparison) pair per kernel."""
+    return [output_paths(source, k, settings) for k in kernels]
+
+
 def apply_image(
-    image_path: str | Path,
+    source: ImageSource | str | Path,
     kernels: Sequence[Kernel],
     settings: ApplySettings,
     progress: ProgressFn | None = None,
+    image_count: int = 1,
 ) -> ImageReport:
     """Filter one image with every kernel on every backend and write the outputs.
 
     The outputs of every kernel are planned, and checked against the input, before anything
     is written. The filtered image comes from the fastest backend that ran; the reference
-    for max |diff| is ``naive`` where it ran, else the first backend.
+    for max |diff| is ``naive`` where it ran, else the first backend. With
+    ``settings.out_dir=None`` the filtered image is returned encoded in ``stdout_bytes``.
+    ``image_count`` is the size of the batch this image belongs to (for the naive estimate).
     """
-    image_path = Path(image_path)
-    planned = [output_paths(image_path, k, settings) for k in kernels]
-    refuse_overwriting_inputs([p for pair in planned for p in pair if p], [image_path])
-    color, alpha = prepare_image(image_path, settings)
+    if not isinstance(source, ImageSource):
+        source = ImageSource.from_path(source)
+    planned = plan_outputs(source, kernels, settings)
+    if source.path is not None:
+        refuse_overwriting_inputs([p for pair in planned for p in pair if p], [source.path])
+    color, alpha = prepare_image(source, settings)
     for kernel in kernels:
         check_fits(color.shape, kernel, settings.padding)
-    ensure_folder(settings.out_dir)
-    backends, note = choose_backends(settings.backends, color.shape, len(kernels), settings.repeat)
+    if settings.out_dir is not None:
+        ensure_folder(settings.out_dir / source.subfolder)
+    backends, note = choose_backends(
+        settings.backends, color.shape, len(kernels), settings.repeat, image_count
+    )
     for backend in backends:
         get_backend(backend)  # import its library now, outside the timed runs
-    report = ImageReport(image_path, color.shape, backends, notes=[note] if note else [])
+    report = ImageReport(source.name, color.shape, backends, notes=[note] if note else [])
     for kernel, (output, compare) in zip(kernels, planned, strict=True):
-        report.results.append(
-            _apply_kernel(
-                image_path, color, alpha, kernel, backends, settings, output, compare, progress
+        alpha_k = crop_alpha(alpha, kernel, settings.padding)
+        responses, timings = _run_backends(color, kernel, backends, settings, progress)
+        reference = "naive" if "naive" in responses else backends[0]
+        fastest = min(backends, key=lambda b: timings[b].median_ms)
+        encoded = _encode(_render(responses[fastest], color, alpha_k, settings), settings)
+        if output is None:
+            report.stdout_bytes = encoded
+        else:
+            write_atomic(output, encoded)
+        if compare is not None:
+            write_atomic(
+                compare,
+                _comparison(color, alpha_k, kernel, responses, timings, reference, settings),
             )
+        rows = tuple(
+            BackendRow(
+                image=source.name,
+                kernel=kernel.name,
+                kernel_shape=kernel.shape,
+                backend=b,
+                padding=settings.padding.mode,
+                flip=settings.flip,
+                runs=timings[b].runs,
+                median_ms=timings[b].median_ms,
+                min_ms=timings[b].min_ms,
+                max_abs_diff=0.0
+                if b == reference
+                else max_abs_diff(responses[b], responses[reference]),
+                output=str(output) if b == fastest and output is not None else None,
+            )
+            for b in backends
         )
+        tolerance = agreement_tolerance(kernel.weights, color)
+        report.results.append(KernelResult(kernel, rows, reference, tolerance, output, compare))
     return report
 
 
-def _apply_kernel(
-    image_path: Path,
+def _run_backends(
     color: np.ndarray,
-    alpha: np.ndarray | None,
     kernel: Kernel,
     backends: tuple[str, ...],
     settings: ApplySettings,
-    output: Path,
-    compare: Path | None,
     progress: ProgressFn | None,
-) -> KernelResult:
-    alpha = crop_alpha(alpha, kernel, settings.padding)
+) -> tuple[dict[str, np.ndarray], dict[str, Timing]]:
+    """Each backend's response and timings for one kernel."""
     responses: dict[str, np.ndarray] = {}
     timings: dict[str, Timing] = {}
     for backend in backends:
         report = None
         if progress is not None:
-            label = f"{kernel.name} on {backend}"
 
-            def report(done: int, total: int, label: str = label) -> None:
+            def report(done: int, total: int, label: str = f"{kernel.name} on {backend}") -> None:
                 progress(label, done, total)
 
-        responses[backend], timings[backend] = run_timed(
-            backend,
-            lambda backend=backend, report=report: convolve(
+        def work(backend: str = backend, report=report) -> np.ndarray:
+            return convolve(
                 color,
                 kernel,
                 settings.padding,
                 backend=backend,
                 flip=settings.flip,
                 progress=report,
-            ),
-            settings.repeat,
-        )
-    reference = "naive" if "naive" in responses else backends[0]
-    fastest = min(backends, key=lambda b: timings[b].median_ms)
-    image_out = _render(responses[fastest], color, alpha, settings)
-    write_atomic(
-        output, encode_npy(image_out) if settings.rescale == "none" else encode_image(image_out)
-    )
-    if compare is not None:
-        from convkit.compare import comparison_png
-
-        panel_settings = settings if settings.rescale != "none" else _display_settings(settings)
-        panels = [
-            (
-                f"{b}  {timings[b].median_ms:.1f} ms",
-                _render(responses[b], color, alpha, panel_settings),
             )
-            for b in backends
-        ]
-        write_atomic(
-            compare,
-            encode_image(
-                comparison_png(
-                    original=color,
-                    panels=panels,
-                    responses=responses,
-                    reference=reference,
-                    title=_title(kernel, settings),
-                )
-            ),
-        )
-    rows = tuple(
-        BackendRow(
-            image=str(image_path),
-            kernel=kernel.name,
-            kernel_shape=kernel.shape,
-            backend=b,
-            padding=settings.padding.mode,
-            flip=settings.flip,
-            runs=timings[b].runs,
-            median_ms=timings[b].median_ms,
-            min_ms=timings[b].min_ms,
-            max_abs_diff=0.0
-            if b == reference
-            else max_abs_diff(responses[b], responses[reference]),
-            output=str(output) if b == fastest else None,
-        )
-        for b in backends
-    )
-    tolerance = agreement_tolerance(kernel.weights, color)
-    return KernelResult(kernel, rows, reference, tolerance, output, compare)
+
+        responses[backend], timings[backend] = run_timed(backend, work, settings.repeat)
+    return responses, timings
+
+
+def _encode(image: np.ndarray, settings: ApplySettings) -> bytes:
+    return encode_npy(image) if settings.rescale == "none" else encode_image(image)
+
+
+def _comparison(
+    color: np.ndarray,
+    alpha: np.ndarray | None,
+    kernel: Kernel,
+    responses: dict[str, np.ndarray],
+    timings: dict[str, Timing],
+    reference: str,
+    settings: ApplySettings,
+) -> bytes:
+    """The comparison PNG, encoded; float outputs are shown stretched min..max."""
+    from convkit.compare import comparison_png
+
+    shown = settings if settings.rescale != "none" else replace(settings, rescale="minmax")
+    panels = [
+        (f"{b}  {timings[b].median_ms:.1f} ms", _render(responses[b], color, alpha, shown))
+        for b in responses
+    ]
+    picture = comparison_png(color, panels, responses, reference, _title(kernel, settings))
+    return encode_image(picture)
 
 
 def _render(
@@ -319,13 +346,6 @@ def _render(
         activation=settings.activation,
     )
     return attach_alpha(image, alpha)
-
-
-def _display_settings(settings: ApplySettings) -> ApplySettings:
-    """Float outputs are shown stretched min..max in the comparison."""
-    from dataclasses import replace
-
-    return replace(settings, rescale="minmax")
 
 
 def _title(kernel: Kernel, settings: ApplySettings) -> str:
