@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import os
+import sys
 from pathlib import Path
 
 import click
@@ -97,8 +98,8 @@ def output_options(command):
         "out_dir",
         default="convkit-out",
         show_default=True,
-        type=click.Path(file_okay=False, path_type=Path),
-        help="Output folder.",
+        metavar="DIR|-",
+        help="Output folder; - writes the one filtered image to standard output as PNG.",
     )
     @click.option("--rescale", type=click.Choice(RESCALE_POLICIES), default="clip",
                   show_default=True,
@@ -133,8 +134,16 @@ def output_options(command):
 
 
 @main.command()
-@click.option("--image", "-i", "image_path", required=True,
-              type=click.Path(path_type=Path), help="The image to filter.")  # fmt: skip
+@click.option("--image", "-i", "image_values", multiple=True, required=True,
+              metavar="PATH|DIR|GLOB|-",
+              help='An image, a folder of images, a quoted glob ("shots/*.jpg"), or - for '
+                   "standard input. Repeatable.")  # fmt: skip
+@click.option(
+    "--recursive",
+    "-r",
+    is_flag=True,
+    help="Descend into subfolders; outputs mirror their layout under --out.",
+)
 @kernel_options
 @padding_options
 @click.option("--backend", "-b", "backends", multiple=True, metavar="NAME",
@@ -143,47 +152,100 @@ def output_options(command):
 @click.option("--flip", is_flag=True, help="True convolution: rotate the kernel by 180 degrees.")
 @click.option("--gray", is_flag=True, help="Convert to grey (OpenCV's weights) first.")
 @output_options
+@click.option("--repeat", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Run each backend N times; the table shows median and min.")  # fmt: skip
 @click.option(
-    "--repeat",
+    "--jobs",
+    "-j",
     type=click.IntRange(min=1),
-    default=1,
-    show_default=True,
-    help="Run each backend N times; the table shows median and min.",
+    default=None,
+    help="Worker processes for a batch. Default: the number of cores.",
 )
 @click.option("--max-pixels", type=click.IntRange(min=1), default=DEFAULT_MAX_PIXELS,
               show_default=True, help="Refuse larger images.")  # fmt: skip
 @click.option("--quiet", "-q", is_flag=True, help="Print errors only.")
-def apply(image_path, kernel_values, kernel_files, normalize, scale, padding, cval, backends,
-          flip, gray, out_dir, rescale, bias, activation, no_compare, report_path, repeat,
-          max_pixels, quiet):  # fmt: skip
-    """Filter an image with one or more kernels, on one or more backends.
+def apply(image_values, recursive, kernel_values, kernel_files, normalize, scale, padding, cval,
+          backends, flip, gray, out_dir, rescale, bias, activation, no_compare, report_path,
+          repeat, jobs, max_pixels, quiet):  # fmt: skip
+    """Filter images with one or more kernels, on one or more backends.
 
     Writes OUT/<image>_<kernel>.png, OUT/<image>_<kernel>_compare.png and a timing table.
 
     Example: convkit apply --image sample_images/chelsea.png --kernel sobel_x
     """
+    from convkit.batch import expand_inputs
     from convkit.console import Screen
-    from convkit.pipeline import ApplySettings, apply_image
+    from convkit.pipeline import ApplySettings
 
     kernels = _kernels(kernel_values, kernel_files, normalize, scale)
+    to_stdout = out_dir == "-"
     settings = ApplySettings(
         padding=_padding(padding, cval), backends=_backends(backends), flip=flip, gray=gray,
-        rescale=rescale, bias=bias, activation=activation, repeat=repeat, out_dir=out_dir,
-        compare=not no_compare, max_pixels=max_pixels,
+        rescale=rescale, bias=bias, activation=activation, repeat=repeat,
+        out_dir=None if to_stdout else Path(out_dir), compare=not (no_compare or to_stdout),
+        max_pixels=max_pixels,
     )  # fmt: skip
     if report_path is not None:
         from convkit.report import check_report_path
 
         check_report_path(report_path)
-    screen = Screen(quiet=quiet)
-    with screen.progress() as progress:
-        report = apply_image(image_path, kernels, settings, progress)
-    screen.image_report(report)
-    if report_path is not None:
+    inputs = expand_inputs(image_values, recursive, read_stdin=lambda: _stdin_bytes())
+    if to_stdout:
+        _check_stdout_run(inputs, kernels, rescale)
+    # With --out - standard output carries the image: everything else goes to stderr.
+    screen = Screen(quiet=quiet, stdout=click.get_text_stream("stderr") if to_stdout else None)
+    if len(inputs.images) == 1 and not inputs.skipped:
+        rows = _apply_one(screen, inputs.images[0], kernels, settings)
+        code = 0
+    else:
+        rows, code = _apply_batch(screen, inputs, kernels, settings, jobs or os.cpu_count() or 1)
+    if report_path is not None and rows:
         from convkit.report import write_report
 
-        write_report([row.as_dict() for row in report.rows], report_path, __version__)
+        write_report([row.as_dict() for row in rows], report_path, __version__)
         screen.line(f"wrote {report_path}")
+    if code:
+        sys.exit(code)
+
+
+def _apply_one(screen, image, kernels, settings):
+    """One image: errors stop the run with their own exit code."""
+    from convkit.pipeline import apply_image
+
+    with screen.progress() as progress:
+        report = apply_image(image, kernels, settings, progress)
+    screen.image_report(report)
+    if report.stdout_bytes is not None:
+        stream = click.get_binary_stream("stdout")
+        stream.write(report.stdout_bytes)
+        stream.flush()
+    return report.rows
+
+
+def _apply_batch(screen, inputs, kernels, settings, jobs):
+    """Many images: each failure is recorded, the rest go on; exit 1 if any failed."""
+    from convkit.batch import run_batch
+
+    with screen.batch_progress(len(inputs.images)) as on_done:
+        batch = run_batch(
+            inputs.images, kernels, settings, jobs, on_done, skipped=len(inputs.skipped)
+        )
+    screen.batch_report(batch)
+    return batch.rows, batch.return_code
+
+
+def _check_stdout_run(inputs, kernels, rescale: str) -> None:
+    if len(inputs.images) != 1 or len(kernels) != 1:
+        raise UsageError(
+            f"--out - writes one image: give one image and one kernel "
+            f"(got {len(inputs.images)} images and {len(kernels)} kernels)"
+        )
+    if rescale == "none":
+        raise UsageError("--out - writes a PNG: --rescale none (float .npy) needs an --out folder")
+
+
+def _stdin_bytes() -> bytes:
+    return click.get_binary_stream("stdin").read()
 
 
 @main.command()

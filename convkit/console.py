@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from convkit.batch import BatchReport
 from convkit.kernels import Kernel
-from convkit.pipeline import ImageReport
+from convkit.pipeline import BackendRow, ImageReport
 
 PROGRESS_DELAY_SECONDS = 1.0
 
@@ -52,13 +53,55 @@ class Screen:
             self.note(note)
         self.out.print(timing_table(report, self.decorated))
         for result in report.results:
-            written = [str(result.output)] + ([str(result.compare)] if result.compare else [])
-            self.line(f"wrote {', '.join(written)}")
+            written = [str(p) for p in (result.output, result.compare) if p is not None]
+            self.line(f"wrote {', '.join(written) or 'the filtered image to standard output'}")
             if not result.agrees:
                 self.note(
                     f"{result.kernel.name}: backends disagree by more than "
                     f"{result.tolerance:.2g} (see max |diff|)"
                 )
+
+    def batch_report(self, batch: BatchReport) -> None:
+        """A table over all images, then the summary line and every failure."""
+        if not self.quiet:
+            for note in dict.fromkeys(n for r in batch.reports for n in r.notes):
+                self.note(note)
+            if batch.reports:
+                self.out.print(batch_table(batch, self.decorated))
+            self.line(batch_summary(batch))
+        for failure in batch.failures:
+            named = failure.image in failure.reason
+            self.error(failure.reason if named else f"{failure.image}: {failure.reason}")
+
+    @contextmanager
+    def batch_progress(self, total: int) -> Iterator[Callable[[int, int], None] | None]:
+        """``on_done(done, total)`` drawing images done / total, rate and time left."""
+        if self.quiet or not self.err.is_terminal or total < 2:
+            yield None
+            return
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+        )
+
+        bar = Progress(
+            TextColumn("images"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]}"), TimeRemainingColumn(),
+            console=self.err, transient=True,
+        )  # fmt: skip
+        task = bar.add_task("images", total=total, rate="")
+        started = time.monotonic()
+
+        def on_done(done: int, total: int) -> None:
+            elapsed = time.monotonic() - started
+            rate = f"{done / elapsed:.1f} images/s" if elapsed > 0 else ""
+            bar.update(task, completed=done, rate=rate)
+
+        with bar:
+            yield on_done
 
     def kernel_list(self, kernels: Sequence[Kernel]) -> None:
         table = Table(box=_box(self.decorated), header_style="bold" if self.decorated else "")
@@ -165,6 +208,44 @@ def timing_table(report: ImageReport, decorated: bool) -> Table:
             )
             table.add_row(*cells)
     return table
+
+
+def batch_table(batch: BatchReport, decorated: bool) -> Table:
+    """Per kernel and backend over all images: images, median and total ms, worst |diff|."""
+    groups: dict[tuple[str, str], list[BackendRow]] = {}
+    references = {r.kernel.name: r.reference for report in batch.reports for r in report.results}
+    for row in batch.rows:
+        groups.setdefault((row.kernel, row.backend), []).append(row)
+    table = Table(
+        title=f"{batch.written} images", box=_box(decorated),
+        header_style="bold" if decorated else "", title_style="bold" if decorated else "",
+    )  # fmt: skip
+    for column in ("kernel", "backend", "images", "median ms", "total ms", "max |diff|"):
+        table.add_column(column, justify="left" if column in ("kernel", "backend") else "right")
+    for (kernel, backend), rows in groups.items():
+        medians = sorted(r.median_ms for r in rows)
+        worst = max(r.max_abs_diff for r in rows)
+        diff = "reference" if references.get(kernel) == backend else f"{worst:.2g}"
+        table.add_row(
+            kernel, backend, str(len(rows)), f"{medians[len(medians) // 2]:.2f}",
+            f"{sum(r.median_ms * r.runs for r in rows):.0f}", diff,
+        )  # fmt: skip
+    return table
+
+
+def batch_summary(batch: BatchReport) -> str:
+    """``wrote 198 of 200 images, 2 failed, 3 other files skipped in 2.1 s (94.3 images/s)``."""
+    parts = [f"wrote {batch.written} of {batch.total} images"]
+    if batch.failures:
+        parts.append(f"{len(batch.failures)} failed")
+    if batch.skipped:
+        parts.append(f"{batch.skipped} other file{'s' * (batch.skipped != 1)} skipped")
+    summary = (
+        ", ".join(parts) + f" in {batch.seconds:.1f} s ({batch.images_per_second:.1f} images/s)"
+    )
+    if batch.interrupted:
+        summary = "interrupted: " + summary + "; no partial files were left"
+    return summary
 
 
 def _box(decorated: bool):

@@ -136,26 +136,26 @@ def choose_backends(
 ) -> tuple[tuple[str, ...], str | None]:
     """The backends to run, and a note when the naive loop was left out of the defaults.
 
-    Backends the user named are always run; the default pair drops ``naive`` when its
-    estimated time, over all ``image_count`` images of a batch, exceeds `NAIVE_BUDGET_SECONDS`.
+    Backends the user named are always run. By default a single image runs the naive loop
+    beside filter2d unless its estimated time exceeds `NAIVE_BUDGET_SECONDS`; a batch of
+    several images leaves it out (it would cost seconds per image).
     """
     if requested:
         names = tuple(dict.fromkeys(check_backend_name(b) for b in requested))
         return names, None
+    fast = tuple(b for b in DEFAULT_BACKENDS if b != "naive")
+    force = "add --backend naive --backend filter2d to run it anyway"
+    if image_count > 1:
+        return fast, f"naive backend left out of a batch of {image_count} images ({force})"
     samples = int(np.prod(image_shape))
-    estimate = samples * NAIVE_SECONDS_PER_SAMPLE * kernel_count * repeat * image_count
+    estimate = samples * NAIVE_SECONDS_PER_SAMPLE * kernel_count * repeat
     if estimate <= NAIVE_BUDGET_SECONDS:
         return DEFAULT_BACKENDS, None
-    if image_count == 1:
-        megapixels = image_shape[0] * image_shape[1] / 1e6
-        where = f"on this {megapixels:.1f}-megapixel image"
-    else:
-        where = f"over {image_count} images"
-    note = (
-        f"naive backend left out: about {estimate:.0f} s {where} "
-        "(add --backend naive --backend filter2d to run it anyway)"
+    megapixels = image_shape[0] * image_shape[1] / 1e6
+    return fast, (
+        f"naive backend left out: about {estimate:.0f} s on this {megapixels:.1f}-megapixel "
+        f"image ({force})"
     )
-    return tuple(b for b in DEFAULT_BACKENDS if b != "naive"), note
 
 
 def split_alpha(image: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:

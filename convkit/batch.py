@@ -1,0 +1,305 @@
+"""Batches: expand inputs into images, run them in worker processes, collect a report.
+
+A batch never stops at a bad file: each image's outcome is recorded, the rest go on, and the
+report's `return_code` says how it went (DESIGN §6-7). Results come back in input order
+whatever the number of workers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import multiprocessing
+import os
+import signal
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from convkit.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_RUN_ERROR, ConvkitError, UsageError
+from convkit.imageio import ImageSource, refuse_overwriting_inputs
+from convkit.kernels import Kernel
+from convkit.pipeline import ApplySettings, BackendRow, ImageReport, apply_image, plan_outputs
+
+# What OpenCV's imdecode reads (the common builds); matched case-insensitively.
+IMAGE_SUFFIXES = frozenset(
+    {
+        ".png", ".jpg", ".jpeg", ".jpe", ".jp2", ".tif", ".tiff", ".bmp", ".dib", ".webp",
+        ".pgm", ".ppm", ".pbm", ".pnm", ".pxm", ".pam", ".sr", ".ras", ".hdr", ".pic",
+    }
+)  # fmt: skip
+STDIN = "-"
+
+DoneFn = Callable[[int, int], None]
+
+
+@dataclass
+class Inputs:
+    """The images a run will read, and the other files found in folders and skipped."""
+
+    images: list[ImageSource] = field(default_factory=list)
+    skipped: list[Path] = field(default_factory=list)
+
+
+def is_image_file(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_SUFFIXES
+
+
+def expand_inputs(
+    values: Sequence[str], recursive: bool = False, read_stdin: Callable[[], bytes] | None = None
+) -> Inputs:
+    """Turn ``--image`` values into images: files, folders, quoted globs, or ``-`` for stdin.
+
+    A folder gives its image files, sorted (``recursive`` descends, and each image's outputs
+    go to the same relative folder under ``--out``); other files are skipped and counted. A
+    file named directly is read whatever its suffix. The same file named twice is read once.
+
+    Raises
+    ------
+    UsageError
+        For a path that does not exist, a glob that matches nothing, a folder without
+        images, or ``-`` given twice.
+    """
+    inputs = Inputs()
+    for value in values:
+        if value == STDIN:
+            _add_stdin(inputs, read_stdin)
+        elif Path(value).is_dir():
+            _add_folder(inputs, Path(value), recursive)
+        elif Path(value).exists():
+            inputs.images.append(ImageSource.from_path(value))
+        elif glob.has_magic(value):
+            _add_glob(inputs, value, recursive)
+        else:
+            raise UsageError(f"image not found: {value}")
+    inputs.images = _without_repeats(inputs.images)
+    return inputs
+
+
+def _add_stdin(inputs: Inputs, read_stdin: Callable[[], bytes] | None) -> None:
+    if any(image.data is not None for image in inputs.images):
+        raise UsageError("--image - (standard input) can be given only once")
+    if read_stdin is None:
+        raise UsageError("--image -: standard input is not available here")
+    inputs.images.append(ImageSource("<stdin>", data=read_stdin()))
+
+
+def _add_folder(inputs: Inputs, folder: Path, recursive: bool) -> None:
+    pattern = "**/*" if recursive else "*"
+    files = sorted(p for p in folder.glob(pattern) if p.is_file())
+    images = [p for p in files if is_image_file(p)]
+    if not images:
+        raise UsageError(
+            f"no images in folder {folder} ({len(files)} other files)"
+            + ("" if recursive else "; --recursive looks in its subfolders")
+        )
+    inputs.skipped += [p for p in files if not is_image_file(p)]
+    inputs.images += [ImageSource.from_path(p, p.parent.relative_to(folder)) for p in images]
+
+
+def _add_glob(inputs: Inputs, pattern: str, recursive: bool) -> None:
+    matches = sorted(Path(p) for p in glob.glob(pattern, recursive=recursive))
+    files = [p for p in matches if p.is_file()]
+    if not files:
+        raise UsageError(f"no files match {pattern!r}")
+    inputs.skipped += [p for p in files if not is_image_file(p)]
+    inputs.images += [ImageSource.from_path(p) for p in files if is_image_file(p)]
+
+
+def _without_repeats(images: list[ImageSource]) -> list[ImageSource]:
+    seen: set[Path] = set()
+    unique = []
+    for image in images:
+        key = image.path.resolve() if image.path is not None else None
+        if key is None or key not in seen:
+            unique.append(image)
+            seen.add(key)
+    return unique
+
+
+def check_outputs(
+    images: Sequence[ImageSource], kernels: Sequence[Kernel], settings: ApplySettings
+) -> None:
+    """Before anything is written: no output may replace an input, or another output."""
+    owners: dict[Path, str] = {}
+    for image in images:
+        for pair in plan_outputs(image, kernels, settings):
+            for output in filter(None, pair):
+                key = output.resolve()
+                if key in owners and owners[key] != image.name:
+                    raise UsageError(
+                        f"{owners[key]} and {image.name} would both write {output}: "
+                        "rename one, or use --recursive on their common folder"
+                    )
+                owners[key] = image.name
+    refuse_overwriting_inputs(
+        [Path(p) for p in owners], [i.path for i in images if i.path is not None]
+    )
+
+
+@dataclass(frozen=True)
+class Failure:
+    """An image that could not be processed, and the one-line reason."""
+
+    image: str
+    reason: str
+
+
+@dataclass
+class BatchReport:
+    """What a batch did: reports of the images written, failures, counts and wall time."""
+
+    total: int
+    reports: list[ImageReport] = field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)
+    skipped: int = 0
+    seconds: float = 0.0
+    interrupted: bool = False
+
+    @property
+    def written(self) -> int:
+        return len(self.reports)
+
+    @property
+    def rows(self) -> list[BackendRow]:
+        return [row for report in self.reports for row in report.rows]
+
+    @property
+    def images_per_second(self) -> float:
+        return self.written / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def return_code(self) -> int:
+        if self.interrupted:
+            return EXIT_INTERRUPTED
+        return EXIT_RUN_ERROR if self.failures else EXIT_OK
+
+
+def run_batch(
+    images: Sequence[ImageSource],
+    kernels: Sequence[Kernel],
+    settings: ApplySettings,
+    jobs: int = 1,
+    on_done: DoneFn | None = None,
+    skipped: int = 0,
+) -> BatchReport:
+    """Run every image through `apply_image`, in ``jobs`` worker processes.
+
+    ``on_done(done, total)`` is called in this process as each image finishes. Ctrl-C stops
+    the workers between writes (an interrupted write removes its temporary file), and the
+    report says how far the batch got.
+    """
+    check_outputs(images, kernels, settings)
+    report = BatchReport(total=len(images), skipped=skipped)
+    outcomes: dict[int, ImageReport | Failure] = {}
+    started = time.perf_counter()
+    try:
+        if jobs <= 1 or len(images) <= 1:
+            _run_serial(images, kernels, settings, outcomes, on_done)
+        else:
+            _run_parallel(images, kernels, settings, min(jobs, len(images)), outcomes, on_done)
+    except KeyboardInterrupt:
+        report.interrupted = True
+    report.seconds = time.perf_counter() - started
+    for index in sorted(outcomes):
+        outcome = outcomes[index]
+        if outcome is None:  # turned away while the batch was being stopped
+            continue
+        if isinstance(outcome, Failure):
+            report.failures.append(outcome)
+        else:
+            report.reports.append(outcome)
+    return report
+
+
+def _run_serial(images, kernels, settings, outcomes, on_done) -> None:
+    for index, image in enumerate(images):
+        outcomes[index] = process_image(image, kernels, settings, len(images))
+        if on_done is not None:
+            on_done(len(outcomes), len(images))
+
+
+def _run_parallel(images, kernels, settings, jobs, outcomes, on_done) -> None:
+    context = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
+    executor = ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker)
+    futures: dict[Future, int] = {}
+    try:
+        for index, image in enumerate(images):
+            future = executor.submit(process_image, image, kernels, settings, len(images))
+            futures[future] = index
+        pending = set(futures)
+        while pending:
+            done, pending = wait(pending, return_when="FIRST_COMPLETED")
+            for future in done:
+                outcomes[futures[future]] = _outcome(future, images[futures[future]])
+                if on_done is not None:
+                    on_done(len(outcomes), len(images))
+    except KeyboardInterrupt:
+        _stop_workers(executor, futures)
+        for future, index in futures.items():
+            finished = future.done() and not future.cancelled() and future.exception() is None
+            if finished and index not in outcomes:
+                outcomes[index] = future.result()
+        raise
+    finally:
+        executor.shutdown(wait=True, cancel_futures=True)
+
+
+def _outcome(future: Future, image: ImageSource) -> ImageReport | Failure:
+    try:
+        return future.result()
+    except BrokenProcessPool:
+        return Failure(image.name, "its worker process died (out of memory?)")
+
+
+def _stop_workers(executor: ProcessPoolExecutor, futures: dict[Future, int]) -> None:
+    """Cancel what has not started, and interrupt the workers (once each) to stop the rest."""
+    for future in futures:
+        future.cancel()
+    for process in list(getattr(executor, "_processes", {}).values()):
+        if process.is_alive():
+            with contextlib.suppress(OSError):
+                os.kill(process.pid, signal.SIGINT)
+    executor.shutdown(wait=True, cancel_futures=True)
+
+
+_stopping = False
+
+
+def _init_worker() -> None:
+    """In each worker: one OpenCV thread (the workers use the cores), and a Ctrl-C that
+    interrupts the current image once and then turns away any image still queued."""
+    try:
+        import cv2
+
+        cv2.setNumThreads(1)
+    except ImportError:
+        pass
+
+    def interrupt(signum, frame):
+        global _stopping
+        _stopping = True
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, interrupt)
+
+
+def process_image(
+    image: ImageSource, kernels: Sequence[Kernel], settings: ApplySettings, image_count: int
+) -> ImageReport | Failure | None:
+    """One image's report, or its failure; None when the batch is being stopped.
+
+    Ctrl-C is not caught here: it stops a serial batch, and a worker hands it back.
+    """
+    if _stopping:
+        return None
+    try:
+        return apply_image(image, kernels, settings, image_count=image_count)
+    except ConvkitError as exc:
+        return Failure(image.name, str(exc))
+    except Exception as exc:  # noqa: BLE001 - one bad file must not stop the batch
+        return Failure(image.name, f"internal error: {type(exc).__name__}: {exc}")
