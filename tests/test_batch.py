@@ -1,0 +1,315 @@
+"""Batches from the shell: every input form, workers, bad files, overwrite refusal, Ctrl-C."""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from convkit.batch import expand_inputs
+from convkit.cli import main
+from convkit.errors import ConvkitError, UsageError
+from convkit.imageio import decode_image, encode_image
+from convkit.kernel_files import parse_kernel
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run(*args, input=None):
+    result = CliRunner().invoke(main, [str(a) for a in args], input=input)
+    assert "Traceback" not in result.output
+    return result
+
+
+def _image(seed: int, shape=(24, 32, 3)) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, size=shape).astype(np.uint8)
+
+
+@pytest.fixture
+def folder(tmp_path):
+    """in/ holds b.png, a.JPG-less mix: three images, a note, and sub/c.tif."""
+    root = tmp_path / "in"
+    (root / "sub").mkdir(parents=True)
+    (root / "b.png").write_bytes(encode_image(_image(1)))
+    (root / "a.PNG").write_bytes(encode_image(_image(2)))
+    (root / "d.bmp").write_bytes(encode_image(_image(3), ".bmp"))
+    (root / "notes.txt").write_text("not an image")
+    (root / "sub" / "c.tif").write_bytes(encode_image(_image(4), ".tif"))
+    return root
+
+
+def _decodable(path: Path) -> bool:
+    return cv2.imread(str(path), cv2.IMREAD_UNCHANGED) is not None
+
+
+# --- expanding inputs -----------------------------------------------------------------------
+
+
+def test_a_folder_gives_its_images_sorted_and_counts_the_rest(folder):
+    inputs = expand_inputs([str(folder)])
+    assert [i.path.name for i in inputs.images] == ["a.PNG", "b.png", "d.bmp"]
+    assert [p.name for p in inputs.skipped] == ["notes.txt"]
+
+
+def test_recursive_descends_and_keeps_relative_folders(folder):
+    inputs = expand_inputs([str(folder)], recursive=True)
+    assert [(str(i.subfolder), i.path.name) for i in inputs.images] == [
+        (".", "a.PNG"), (".", "b.png"), (".", "d.bmp"), ("sub", "c.tif"),
+    ]  # fmt: skip
+
+
+def test_globs_repeats_and_stdin(folder):
+    inputs = expand_inputs(
+        [str(folder / "*.png"), str(folder / "b.png"), "-"], read_stdin=lambda: b"bytes"
+    )
+    assert [i.name for i in inputs.images] == [str(folder / "b.png"), "<stdin>"]
+    assert inputs.images[1].data == b"bytes" and inputs.images[1].stem == "stdin"
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        (["nope.png"], "image not found: nope.png"),
+        (["nothing/*.png"], "no files match 'nothing/*.png'"),
+        (["-", "-"], "can be given only once"),
+    ],
+)
+def test_bad_inputs_are_usage_errors(tmp_path, monkeypatch, values, message):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UsageError, match=re.escape(message)):
+        expand_inputs(values, read_stdin=lambda: b"")
+
+
+def test_a_folder_without_images(tmp_path):
+    (tmp_path / "readme.txt").write_text("x")
+    with pytest.raises(UsageError, match=r"no images in folder .* \(1 other files\)"):
+        expand_inputs([str(tmp_path)])
+
+
+# --- the command line -----------------------------------------------------------------------
+
+
+def test_folder_batch_writes_every_image_and_a_summary(folder, tmp_path):
+    out = tmp_path / "out"
+    result = run("apply", "-i", folder, "-k", "sharpen", "--no-compare", "-o", out, "-j", "2")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == [
+        "a_sharpen.png",
+        "b_sharpen.png",
+        "d_sharpen.png",
+    ]
+    assert "wrote 3 of 3 images, 1 other file skipped" in result.output
+    assert all(_decodable(p) for p in out.iterdir())
+
+
+def test_recursive_outputs_mirror_the_folders(folder, tmp_path):
+    out = tmp_path / "out"
+    result = run("apply", "-i", folder, "-r", "-k", "sharpen", "--no-compare", "-o", out)
+    assert result.exit_code == 0, result.output
+    assert (out / "sub" / "c_sharpen.png").is_file()
+    assert (out / "a_sharpen.png").is_file()
+
+
+def test_glob_and_repeated_images(folder, tmp_path):
+    out = tmp_path / "out"
+    result = run("apply", "-i", folder / "*.png", "-i", folder / "d.bmp", "-i", folder / "a.PNG",
+                 "-k", "emboss", "--no-compare", "-o", out)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == ["a_emboss.png", "b_emboss.png", "d_emboss.png"]
+
+
+def test_stdin_to_stdout_is_a_pipeline(folder, tmp_path):
+    data = (folder / "b.png").read_bytes()
+    piped = run("apply", "-i", "-", "-k", "sharpen", "-b", "filter2d", "-o", "-", input=data)
+    assert piped.exit_code == 0, piped.stderr
+    filed = run("apply", "-i", folder / "b.png", "-k", "sharpen", "-b", "filter2d", "-o", tmp_path)
+    assert piped.stdout_bytes == (tmp_path / "b_sharpen.png").read_bytes()
+    assert "sharpen" in piped.stderr  # the table went to standard error
+    assert filed.exit_code == 0
+
+
+@pytest.mark.parametrize(
+    "args", [["-k", "sharpen", "-k", "emboss"], ["-k", "sharpen", "-i", "extra"]]
+)
+def test_stdout_takes_one_image_and_one_kernel(folder, args):
+    args = [a if a != "extra" else str(folder / "d.bmp") for a in args]
+    result = run("apply", "-i", folder / "b.png", *args, "-o", "-")
+    assert result.exit_code == 2
+    assert "--out - writes one image" in result.output
+
+
+def test_results_do_not_depend_on_the_number_of_workers(folder, tmp_path):
+    rows = {}
+    for jobs in (1, 2):
+        out = tmp_path / f"out{jobs}"
+        report = tmp_path / f"r{jobs}.json"
+        result = run("apply", "-i", folder, "-r", "-k", "sharpen", "-k", "sobel_y", "-b", "naive",
+                     "-b", "filter2d", "-o", out, "-j", jobs, "--report", report)  # fmt: skip
+        assert result.exit_code == 0, result.output
+        rows[jobs] = json.loads(report.read_text())["rows"]
+    key = ("image", "kernel", "backend", "max_abs_diff")
+    assert [tuple(r[k] for k in key) for r in rows[1]] == [
+        tuple(r[k] for k in key) for r in rows[2]
+    ]
+    assert len(rows[1]) == 4 * 2 * 2
+    filtered = [p for p in (tmp_path / "out1").rglob("*.png") if "_compare" not in p.name]
+    assert len(filtered) == 8
+    for path in filtered:  # the comparison PNGs differ only in their timing labels
+        other = tmp_path / "out2" / path.relative_to(tmp_path / "out1")
+        assert path.read_bytes() == other.read_bytes()
+
+
+def _bad_files(folder: Path) -> dict[str, str]:
+    good = encode_image(_image(9, (60, 80, 3)))
+    bad = {
+        "zero.png": b"",
+        "truncated.png": good[: len(good) // 2],
+        "random.png": np.random.default_rng(5).integers(0, 256, 3000).astype(np.uint8).tobytes(),
+        "text.jpg": b"just some text\n",
+    }
+    for name, content in bad.items():
+        (folder / name).write_bytes(content)
+    (folder / "huge.png").write_bytes(encode_image(np.zeros((200, 300), dtype=np.uint8)))
+    return {
+        "zero.png": "the file is empty",
+        "truncated.png": "not an image, or truncated",
+        "random.png": "not an image, or truncated",
+        "text.jpg": "not an image, or truncated",
+        "huge.png": "more than --max-pixels 10,000",
+    }
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_a_batch_with_bad_files_writes_every_good_image_and_exits_1(folder, tmp_path, jobs):
+    expected = _bad_files(folder)
+    out = tmp_path / "out"
+    result = run(
+        "apply", "-i", folder, "-k", "sharpen", "-o", out, "-j", jobs, "--max-pixels", 10000
+    )
+    assert result.exit_code == 1
+    assert sorted(p.name for p in out.glob("*_sharpen.png")) == [
+        "a_sharpen.png",
+        "b_sharpen.png",
+        "d_sharpen.png",
+    ]
+    assert all(_decodable(p) for p in out.iterdir())
+    assert "wrote 3 of 8 images, 5 failed" in result.output
+    for name, reason in expected.items():
+        lines = [line for line in result.output.splitlines() if str(folder / name) in line]
+        assert len(lines) == 1 and reason in lines[0], (name, result.output)
+
+
+def test_quiet_batch_prints_failures_only(folder, tmp_path):
+    (folder / "zero.png").write_bytes(b"")
+    result = run("apply", "-i", folder, "-k", "sharpen", "-o", tmp_path / "o", "-q")
+    assert result.exit_code == 1
+    assert result.output.strip() == f"Error: cannot decode {folder / 'zero.png'}: the file is empty"
+
+
+def test_refuses_to_overwrite_an_input_before_writing_anything(folder):
+    (folder / "b_sharpen.png").write_bytes((folder / "b.png").read_bytes())
+    before = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+    result = run("apply", "-i", folder, "-k", "sharpen", "-o", folder)
+    assert result.exit_code == 2
+    assert "refusing to overwrite the input" in result.output and "b_sharpen.png" in result.output
+    assert {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()} == before
+
+
+def test_two_inputs_that_would_write_the_same_output(folder, tmp_path):
+    (folder / "b.jpg").write_bytes(encode_image(_image(7), ".jpg"))
+    result = run("apply", "-i", folder, "-k", "sharpen", "-o", tmp_path / "out")
+    assert result.exit_code == 2
+    assert "would both write" in result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_ctrl_c_stops_the_batch_and_leaves_no_partial_files(tmp_path):
+    source = tmp_path / "in"
+    source.mkdir()
+    for i in range(40):
+        (source / f"img{i:02d}.png").write_bytes(encode_image(_image(i, (160, 160))))
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "convkit", "apply", "-i", str(source), "-k", "sharpen",
+               "-b", "naive", "-b", "filter2d", "-o", str(out), "-j", "2"]  # fmt: skip
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not list(out.glob("*_compare.png")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert "interrupted: wrote" in stdout
+    leftovers = [p.name for p in out.iterdir() if p.suffix != ".png"]
+    assert leftovers == []
+    written = list(out.glob("*.png"))
+    assert 0 < len(written) < 80
+    assert all(_decodable(p) for p in written)
+
+
+# --- start-up: the light commands do not import the heavy libraries -------------------------
+
+
+@pytest.mark.parametrize(
+    "args", [["--help"], ["kernels"], ["kernels", "sobel_x"], ["apply", "--help"]]
+)
+def test_light_commands_do_not_import_cv2_or_scipy(args):
+    code = (
+        "import sys\n"
+        "from convkit.cli import main\n"
+        f"try:\n    main({args!r}, prog_name='convkit')\n"
+        "except SystemExit as exit:\n    assert not exit.code, exit.code\n"
+        "heavy = sorted(m for m in ('cv2', 'scipy', 'skimage', 'rich.progress') if m in sys.modules)\n"
+        "print('HEAVY', heavy)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "HEAVY []"
+
+
+# --- fuzzing: parsers and readers fail only with ConvkitError -------------------------------
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.sampled_from(list("0123456789-+./eE ,;#\nnaif\t x")), max_size=60))
+def test_kernel_parser_accepts_or_raises_convkit_errors(text):
+    try:
+        kernel = parse_kernel(text)
+    except ConvkitError:
+        return
+    assert np.isfinite(kernel.weights).all() and kernel.weights.ndim == 2
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.binary(max_size=300), st.sampled_from([b"", b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"BM"])
+)
+def test_image_reader_accepts_or_raises_convkit_errors(data, header):
+    try:
+        image = decode_image(header + data, "fuzz")
+    except ConvkitError:
+        return
+    assert image.dtype in (np.uint8, np.uint16)
+
+
+def test_kernel_files_with_random_text(tmp_path):
+    rng = np.random.default_rng(0)
+    for i in range(100):
+        path = tmp_path / f"k{i}{['.txt', '.csv', '.json', '.mat', '.npy'][i % 5]}"
+        path.write_bytes(rng.integers(0, 256, int(rng.integers(0, 80))).astype(np.uint8).tobytes())
+        try:
+            from convkit import load_kernel
+
+            load_kernel(path)
+        except ConvkitError:
+            pass
+        assert os.path.exists(path)
