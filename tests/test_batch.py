@@ -268,8 +268,8 @@ def test_light_commands_do_not_import_cv2_or_scipy(args):
         "from convkit.cli import main\n"
         f"try:\n    main({args!r}, prog_name='convkit')\n"
         "except SystemExit as exit:\n    assert not exit.code, exit.code\n"
-        "heavy = sorted(m for m in ('cv2', 'scipy', 'skimage', 'rich.progress') if m in sys.modules)\n"
-        "print('HEAVY', heavy)\n"
+        "heavy = ('cv2', 'scipy', 'skimage', 'rich.progress')\n"
+        "print('HEAVY', sorted(m for m in heavy if m in sys.modules))\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 0, done.stderr
