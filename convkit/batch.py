@@ -9,13 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import glob
-import multiprocessing
 import os
-import signal
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -223,9 +219,13 @@ def _run_serial(images, kernels, settings, outcomes, on_done) -> None:
 
 
 def _run_parallel(images, kernels, settings, jobs, outcomes, on_done) -> None:
+    # Imported here: a single image never pays for the process-pool machinery.
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, wait
+
     context = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
     executor = ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker)
-    futures: dict[Future, int] = {}
+    futures = {}
     try:
         for index, image in enumerate(images):
             future = executor.submit(process_image, image, kernels, settings, len(images))
@@ -248,15 +248,19 @@ def _run_parallel(images, kernels, settings, jobs, outcomes, on_done) -> None:
         executor.shutdown(wait=True, cancel_futures=True)
 
 
-def _outcome(future: Future, image: ImageSource) -> ImageReport | Failure:
+def _outcome(future, image: ImageSource) -> ImageReport | Failure:
+    from concurrent.futures.process import BrokenProcessPool
+
     try:
         return future.result()
     except BrokenProcessPool:
         return Failure(image.name, "its worker process died (out of memory?)")
 
 
-def _stop_workers(executor: ProcessPoolExecutor, futures: dict[Future, int]) -> None:
+def _stop_workers(executor, futures: dict) -> None:
     """Cancel what has not started, and interrupt the workers (once each) to stop the rest."""
+    import signal
+
     for future in futures:
         future.cancel()
     for process in list(getattr(executor, "_processes", {}).values()):
@@ -272,6 +276,8 @@ _stopping = False
 def _init_worker() -> None:
     """In each worker: one OpenCV thread (the workers use the cores), and a Ctrl-C that
     interrupts the current image once and then turns away any image still queued."""
+    import signal
+
     try:
         import cv2
 

@@ -6,18 +6,22 @@ When stdout is not a terminal the output is plain text (no colour, no box drawin
 
 from __future__ import annotations
 
+import functools
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
+from typing import TYPE_CHECKING
 
 from convkit.batch import BatchReport
 from convkit.kernels import Kernel
 from convkit.pipeline import BackendRow, ImageReport
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+
+# rich is imported where it is used, so that a --quiet run that succeeds never loads it.
 
 PROGRESS_DELAY_SECONDS = 1.0
 
@@ -27,22 +31,42 @@ class Screen:
 
     def __init__(self, quiet: bool = False, stdout=None, stderr=None):
         self.quiet = quiet
-        self.out = Console(file=stdout or sys.stdout, highlight=False, soft_wrap=True)
-        self.err = Console(file=stderr or sys.stderr, highlight=False, soft_wrap=True)
+        self._stdout = stdout
+        self._stderr = stderr
+
+    @functools.cached_property
+    def out(self) -> Console:
+        from rich.console import Console
+
+        return Console(file=self._stdout or sys.stdout, highlight=False, soft_wrap=True)
+
+    @functools.cached_property
+    def err(self) -> Console:
+        from rich.console import Console
+
+        return Console(file=self._stderr or sys.stderr, highlight=False, soft_wrap=True)
 
     @property
     def decorated(self) -> bool:
         return self.out.is_terminal
 
     def note(self, text: str) -> None:
-        if not self.quiet:
-            self.err.print(Text(f"note: {text}", style="yellow" if self.err.is_terminal else ""))
+        if self.quiet:
+            return
+        from rich.text import Text
+
+        self.err.print(Text(f"note: {text}", style="yellow" if self.err.is_terminal else ""))
 
     def line(self, text: str) -> None:
-        if not self.quiet:
-            self.out.print(Text(text))
+        if self.quiet:
+            return
+        from rich.text import Text
+
+        self.out.print(Text(text))
 
     def error(self, text: str) -> None:
+        from rich.text import Text
+
         self.err.print(Text(f"Error: {text}", style="bold red" if self.err.is_terminal else ""))
 
     def image_report(self, report: ImageReport) -> None:
@@ -104,6 +128,8 @@ class Screen:
             yield on_done
 
     def kernel_list(self, kernels: Sequence[Kernel]) -> None:
+        from rich.table import Table
+
         table = Table(box=_box(self.decorated), header_style="bold" if self.decorated else "")
         for column, justify in (("name", "left"), ("size", "right"), ("sum", "right"),
                                 ("description", "left")):  # fmt: skip
@@ -113,6 +139,8 @@ class Screen:
         self.out.print(table)
 
     def kernel_matrix(self, kernel: Kernel) -> None:
+        from rich.text import Text
+
         kh, kw = kernel.shape
         self.out.print(
             Text(
@@ -178,6 +206,8 @@ class LazyProgress:
 
 def timing_table(report: ImageReport, decorated: bool) -> Table:
     """kernel, backend, median ms, speed-up vs naive, max |diff| for one image."""
+    from rich.table import Table
+
     height, width = report.shape[:2]
     channels = report.shape[2] if len(report.shape) == 3 else 1
     table = Table(
@@ -212,6 +242,8 @@ def timing_table(report: ImageReport, decorated: bool) -> Table:
 
 def batch_table(batch: BatchReport, decorated: bool) -> Table:
     """Per kernel and backend over all images: images, median and total ms, worst |diff|."""
+    from rich.table import Table
+
     groups: dict[tuple[str, str], list[BackendRow]] = {}
     references = {r.kernel.name: r.reference for report in batch.reports for r in report.results}
     for row in batch.rows:

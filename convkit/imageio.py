@@ -7,10 +7,8 @@ In memory, colour images are in OpenCV's channel order (BGR, BGRA); float respon
 from __future__ import annotations
 
 import contextlib
-import functools
 import io
 import os
-import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,8 +100,13 @@ def decode_image(
     return image
 
 
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
 def _peek_size(data: bytes) -> tuple[int, int] | None:
-    """(width, height) from the header alone, where Pillow recognises the format."""
+    """(width, height) from the header alone: PNG's IHDR, or whatever Pillow recognises."""
+    if data[:8] == PNG_SIGNATURE and data[12:16] == b"IHDR" and len(data) >= 24:
+        return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
     try:
         from PIL import Image
     except ImportError:
@@ -178,20 +181,23 @@ def ensure_folder(folder: str | Path) -> Path:
 
 
 def write_atomic(path: str | Path, data: bytes) -> Path:
-    """Write ``data`` to a temporary file beside ``path``, then rename it into place.
+    """Write ``data`` to a new temporary file beside ``path``, then rename it into place.
+
+    The temporary file is created exclusively (never an existing file) with the usual mode
+    (0666 less the umask).
 
     An interrupted run leaves either the old file or the new one, never a truncated one.
     """
     path = Path(path)
     folder = ensure_folder(path.parent)
     try:
-        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+        temporary = folder / f".{path.name}.{os.urandom(4).hex()}.tmp"
+        handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     except OSError as exc:
         raise ImageWriteError(f"cannot write {path}: {exc.strerror or exc}") from None
     try:
         with os.fdopen(handle, "wb") as stream:
             stream.write(data)
-        os.chmod(temporary, 0o666 & ~_umask())
         os.replace(temporary, path)
     except BaseException as exc:
         with contextlib.suppress(OSError):
@@ -200,14 +206,6 @@ def write_atomic(path: str | Path, data: bytes) -> Path:
             raise ImageWriteError(f"cannot write {path}: {exc.strerror or exc}") from None
         raise
     return path
-
-
-@functools.cache
-def _umask() -> int:
-    """The process's umask (mkstemp creates files 0600; outputs get the usual mode)."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 def refuse_overwriting_inputs(outputs: Iterable[Path], inputs: Iterable[Path]) -> None:

@@ -8,9 +8,7 @@ error names the source, the line and the token.
 
 from __future__ import annotations
 
-import json
 import re
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -26,12 +24,18 @@ _SEPARATORS = re.compile(r"[,\s]+")
 def parse_number(token: str, source: str, line: int | None, unit: str = "line") -> float:
     """A weight: an int, a float or a fraction ``a/b``."""
     try:
-        value = float(Fraction(token)) if "/" in token else float(token)
+        value = _fraction(token) if "/" in token else float(token)
     except (ValueError, ZeroDivisionError):
         raise _error(source, line, unit, f"{token!r} is not a number") from None
     if not np.isfinite(value):
         raise _error(source, line, unit, f"{token!r} is not a finite number")
     return value
+
+
+def _fraction(token: str) -> float:
+    from fractions import Fraction  # only kernels written as fractions pay for the import
+
+    return float(Fraction(token))
 
 
 def _error(source: str, number: int | None, unit: str, message: str) -> KernelParseError:
@@ -137,6 +141,8 @@ def _load_npy(path: Path, source: str) -> Kernel:
 
 
 def _parse_json(text: str, source: str, stem: str) -> Kernel:
+    import json
+
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:

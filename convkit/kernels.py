@@ -6,7 +6,6 @@ Every kernel here is *correlated* with the image (as cv2.filter2D does); ``flip`
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass
 
 import numpy as np
@@ -205,6 +204,8 @@ def expand_kernel_names(name: str) -> list[str]:
 
 
 def unknown_kernel_message(name: str) -> str:
+    import difflib
+
     close = difflib.get_close_matches(name.lower(), list(BANK) + ["all"], n=3, cutoff=0.5)
     hint = f" did you mean {' or '.join(close)}?" if close else ""
     return f"unknown kernel {name!r}:{hint} (`convkit kernels` lists all {len(BANK)})"

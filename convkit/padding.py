@@ -118,13 +118,14 @@ def output_shape(
 def pad_image(
     image: np.ndarray, kernel_shape: tuple[int, int], anchor: tuple[int, int], padding: Padding
 ) -> np.ndarray:
-    """The shared padding step: a 2-D image extended by ``padding`` around ``anchor``.
+    """The shared padding step: an image extended by ``padding`` around ``anchor``.
 
-    Uses numpy.pad, which handles pads wider than the image (the pattern repeats).
+    Rows and columns are padded; channels, if any, are not. Uses numpy.pad, which handles
+    pads wider than the image (the pattern repeats).
     """
-    widths = pad_widths(kernel_shape, anchor, padding.mode)
     if padding.mode == "valid":
         return image
+    widths = pad_widths(kernel_shape, anchor, padding.mode) + ((0, 0),) * (image.ndim - 2)
     numpy_mode = padding.spec.numpy_mode
     if numpy_mode == "constant":
         return np.pad(image, widths, mode="constant", constant_values=padding.cval)
@@ -146,7 +147,7 @@ def cv2_border(
     if name is None or (padding.mode == "constant" and padding.cval != 0.0):
         return None
     (top, bottom), (left, right) = pad_widths(kernel_shape, anchor, padding.mode)
-    height, width = image_shape
+    height, width = image_shape[:2]
     if max(top, bottom) >= height or max(left, right) >= width:
         return None
     import cv2

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from convkit.backends import check_backend_name, get_backend
-from convkit.engine import check_fits, convolve
+from convkit.engine import check_fits, convolve_exact
 from convkit.imageio import (
     DEFAULT_MAX_PIXELS,
     ImageSource,
@@ -297,7 +297,7 @@ def _run_backends(
                 progress(label, done, total)
 
         def work(backend: str = backend, report=report) -> np.ndarray:
-            return convolve(
+            return convolve_exact(
                 color,
                 kernel,
                 settings.padding,

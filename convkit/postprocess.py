@@ -29,9 +29,9 @@ def check_choice(value: str | None, choices: tuple[str, ...], what: str) -> str 
 
 
 def activate(response: np.ndarray, bias: float = 0.0, activation: str | None = None) -> np.ndarray:
-    """Add ``bias``, then apply ``activation`` (``relu``: max(0, x)); float in, float out."""
+    """Add ``bias``, then apply ``activation`` (``relu``: max(0, x)); a new float64 array."""
     activation = check_choice(activation, ACTIVATIONS, "activation")
-    result = response + bias if bias else response.astype(np.float64, copy=True)
+    result = np.add(response, bias, dtype=np.float64)
     if activation == "relu":
         np.maximum(result, 0.0, out=result)
     return result
@@ -73,17 +73,23 @@ def to_image(
     array([[  0,   0,   2, 255]], dtype=uint8)
     """
     policy = check_choice(rescale, RESCALE_POLICIES, "rescale policy")
-    values = activate(response, bias, activation)
+    activation = check_choice(activation, ACTIVATIONS, "activation")
     if policy == "none":
-        return values
+        return activate(response, bias, activation)
     dtype = output_dtype(like)
     top = float(np.iinfo(dtype).max)
-    if policy == "abs":
-        np.abs(values, out=values)
-    elif policy == "minmax":
-        values = _stretch(values, top)
-    np.clip(values, 0.0, top, out=values)
-    return np.rint(values).astype(dtype)
+    if policy == "clip" and not bias and activation is None:
+        # The common case in one pass that leaves the response alone: clip into a new array
+        # of the response's own float type (rounding an exact float32 integer is exact).
+        values = np.clip(response, 0.0, top)
+    else:
+        values = activate(response, bias, activation)
+        if policy == "abs":
+            np.abs(values, out=values)
+        elif policy == "minmax":
+            values = _stretch(values, top)
+        np.clip(values, 0.0, top, out=values)
+    return np.rint(values, out=values).astype(dtype)
 
 
 def _stretch(values: np.ndarray, top: float) -> np.ndarray:

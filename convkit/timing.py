@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,7 +28,7 @@ class Timing:
 
     @property
     def median_ms(self) -> float:
-        return statistics.median(self.seconds) * 1000.0
+        return float(np.median(self.seconds)) * 1000.0
 
     @property
     def min_ms(self) -> float:

@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from convkit import UsageError, convolve, get_kernel
+from convkit.engine import working_dtype
 from convkit.kernels import Kernel
 from convkit.padding import PADDING_MODES
 from convkit.timing import agreement_tolerance
@@ -240,3 +241,71 @@ def test_progress_reports_every_row_over_all_channels():
         progress=lambda done, total: calls.append((done, total)),
     )  # fmt: skip
     assert calls == [(i, 8) for i in range(1, 9)]
+
+
+colour_images = arrays(
+    np.float64,
+    st.tuples(st.integers(1, 8), st.integers(1, 8), st.sampled_from([2, 3, 4, 5])),
+    elements=st.integers(-255, 255).map(float),
+)
+
+
+@pytest.mark.parametrize("backend_name", BACKENDS)
+@settings(max_examples=60, deadline=None)
+@given(image=colour_images, weights=kernels, mode=scipy_modes, cval=st.integers(-5, 5))
+def test_multichannel_images_equal_scipy_channel_by_channel(
+    backend_name, image, weights, mode, cval
+):
+    result = convolve(image, weights, padding=mode, cval=cval, backend=backend_name)
+    for c in range(image.shape[2]):
+        expected = ndi.correlate(image[..., c], weights, mode=SCIPY_MODE[mode], cval=cval)
+        _assert_agrees(result[..., c], expected, weights, image)
+
+
+@pytest.mark.parametrize(
+    ("dtype", "weights", "cval", "expected"),
+    [
+        (np.uint8, [[0, -1, 0], [-1, 5, -1], [0, -1, 0]], 0, np.float32),
+        (np.uint16, [[1, 2, 1]], 0, np.float32),  # 65535 * 4 < 2**24
+        (np.uint16, np.full((7, 7), 9), 0, np.float64),  # 65535 * 441 >= 2**24
+        (np.uint8, [[0.5, 0.5]], 0, np.float64),  # not integer weights
+        (np.uint8, np.ones((8, 8)), 0, np.float64),  # OpenCV's DFT path is not exact
+        (np.uint8, [[1, 1]], 0.5, np.float64),  # a fractional border constant
+        (np.float64, [[1, 1]], 0, np.float64),
+        (np.float32, [[1, 1]], 0, np.float64),
+    ],
+)
+def test_float32_only_where_it_is_exact(dtype, weights, cval, expected):
+    assert working_dtype(np.dtype(dtype), np.asarray(weights, dtype=float), cval) == expected
+
+
+integer_images = arrays(
+    st.sampled_from([np.uint8, np.uint16]),
+    st.tuples(st.integers(1, 9), st.integers(1, 9), st.sampled_from([1, 3])),
+    elements=st.integers(0, 255),
+)
+integer_kernels = arrays(
+    np.float64,
+    st.tuples(st.integers(1, 7), st.integers(1, 7)),
+    elements=st.integers(-9, 9).map(float),
+)
+
+
+@pytest.mark.parametrize("backend_name", BACKENDS)
+@settings(max_examples=80, deadline=None)
+@given(image=integer_images, weights=integer_kernels, mode=scipy_modes, cval=st.integers(0, 9))
+def test_integer_images_and_kernels_give_exact_integers(backend_name, image, weights, mode, cval):
+    """The oracle computes in int64: the response must equal it bit for bit."""
+    image = image[..., 0] if image.shape[2] == 1 else image
+    result = convolve(image, weights, padding=mode, cval=cval, backend=backend_name)
+    assert result.dtype == np.float64
+    planes = image[..., None] if image.ndim == 2 else image
+    for c in range(planes.shape[2]):
+        exact = ndi.correlate(
+            planes[..., c].astype(np.int64),
+            weights.astype(np.int64),
+            mode=SCIPY_MODE[mode],
+            cval=cval,
+        )
+        got = result if image.ndim == 2 else result[..., c]
+        np.testing.assert_array_equal(got, exact)

@@ -30,6 +30,8 @@ class Backend:
     module: str
     description: str
     requires: str | None = None
+    # Takes (H, W, C) images with up to 4 channels in one call, as OpenCV does.
+    multichannel: bool = False
 
     def is_available(self) -> bool:
         return self.requires is None or importlib.util.find_spec(self.requires) is not None
@@ -39,7 +41,13 @@ KNOWN_BACKENDS: dict[str, Backend] = {
     b.name: b
     for b in (
         Backend("naive", "convkit.backends.naive", "textbook per-pixel loop (reference)"),
-        Backend("filter2d", "convkit.backends.filter2d", "OpenCV cv2.filter2D", requires="cv2"),
+        Backend(
+            "filter2d",
+            "convkit.backends.filter2d",
+            "OpenCV cv2.filter2D",
+            requires="cv2",
+            multichannel=True,
+        ),  # fmt: skip
     )
 }
 
