@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import glob
 import os
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -223,7 +224,7 @@ def _run_parallel(images, kernels, settings, jobs, outcomes, on_done) -> None:
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, wait
 
-    context = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
+    context = multiprocessing.get_context(_start_method())
     executor = ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker)
     futures = {}
     try:
@@ -246,6 +247,20 @@ def _run_parallel(images, kernels, settings, jobs, outcomes, on_done) -> None:
         raise
     finally:
         executor.shutdown(wait=True, cancel_futures=True)
+
+
+def _start_method() -> str:
+    """``fork`` starts workers fastest, but a child forked after OpenCV has started its
+    thread pool can deadlock inside OpenCV; then the workers come from a fresh forkserver.
+    The command line never touches OpenCV before a batch, so it always forks."""
+    import multiprocessing
+
+    if os.name != "posix":
+        return "spawn"
+    if "cv2" not in sys.modules:
+        return "fork"
+    multiprocessing.set_forkserver_preload(["convkit.pipeline", "convkit.backends.filter2d"])
+    return "forkserver"
 
 
 def _outcome(future, image: ImageSource) -> ImageReport | Failure:

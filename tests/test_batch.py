@@ -313,3 +313,25 @@ def test_kernel_files_with_random_text(tmp_path):
         except ConvkitError:
             pass
         assert os.path.exists(path)
+
+
+def test_workers_start_safely_after_opencv_has_run(folder, tmp_path):
+    """A child forked after OpenCV started its threads can deadlock: then use a forkserver."""
+    code = (
+        "import sys, cv2, numpy as np\n"
+        "cv2.filter2D(np.zeros((1000, 1000), np.float32), -1, np.ones((3, 3), np.float32))\n"
+        "from pathlib import Path\n"
+        "from convkit.batch import expand_inputs, run_batch\n"
+        "from convkit.kernels import get_kernel\n"
+        "from convkit.pipeline import ApplySettings\n"
+        "images = expand_inputs([sys.argv[1]]).images\n"
+        "settings = ApplySettings(backends=('filter2d',), compare=False, out_dir=Path(sys.argv[2]))\n"
+        "report = run_batch(images, [get_kernel('sharpen')], settings, jobs=2)\n"
+        "print(report.written, len(report.failures))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(folder), str(tmp_path / "out")],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["3", "0"]

@@ -26,5 +26,19 @@ def test_the_readme_shows_commands():
 def test_readme_command_runs(command, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "sample_images").symlink_to(ROOT / "sample_images")
-    result = CliRunner().invoke(main, shlex.split(command)[1:])
+    words = shlex.split(command)[1:]
+    stdin = stdout = None
+    if "<" in words:  # a shell redirection: feed the file to standard input
+        at = words.index("<")
+        stdin = Path(words[at + 1]).read_bytes()
+        del words[at : at + 2]
+    if ">" in words:
+        at = words.index(">")
+        stdout = Path(words[at + 1])
+        del words[at : at + 2]
+    result = CliRunner().invoke(main, words, input=stdin)
     assert result.exit_code == 0, result.output
+    if stdout is not None:
+        stdout.parent.mkdir(parents=True, exist_ok=True)
+        stdout.write_bytes(result.stdout_bytes)
+        assert result.stdout_bytes.startswith(b"\x89PNG")
