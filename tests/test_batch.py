@@ -325,7 +325,8 @@ def test_workers_start_safely_after_opencv_has_run(folder, tmp_path):
         "from convkit.kernels import get_kernel\n"
         "from convkit.pipeline import ApplySettings\n"
         "images = expand_inputs([sys.argv[1]]).images\n"
-        "settings = ApplySettings(backends=('filter2d',), compare=False, out_dir=Path(sys.argv[2]))\n"
+        "out = Path(sys.argv[2])\n"
+        "settings = ApplySettings(backends=('filter2d',), compare=False, out_dir=out)\n"
         "report = run_batch(images, [get_kernel('sharpen')], settings, jobs=2)\n"
         "print(report.written, len(report.failures))\n"
     )
