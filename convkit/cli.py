@@ -71,10 +71,22 @@ def padding_options(command):
     return wrapper
 
 
+def _parse_anchor(ctx, param, value: str | None) -> tuple[int, int] | None:
+    if value is None:
+        return None
+    try:
+        row, column = (int(part) for part in value.split(","))
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not Y,X (two whole numbers: row, column)") from None
+    return row, column
+
+
 def kernel_options(command):
     @click.option("--kernel", "-k", "kernel_values", multiple=True, metavar="NAME|PATH|MATRIX",
-                  help='A bank name, "all", a kernel file, or an inline matrix "0,-1,0; -1,5,-1; '
-                       '0,-1,0". Repeatable.')  # fmt: skip
+                  help='A bank name, "all", a parametric name (box:N, gaussian:N[:SIGMA], '
+                       "log:N[:SIGMA], motion:N[:ANGLE]), a kernel file or @file, an inline "
+                       'matrix "0,-1,0; -1,5,-1; 0,-1,0" or an ImageMagick string '
+                       '"3x3+1+1: 0,-1,0 -1,5,-1 0,-1,0". Repeatable.')  # fmt: skip
     @click.option(
         "--kernel-file",
         "kernel_files",
@@ -84,6 +96,10 @@ def kernel_options(command):
     )
     @click.option("--normalize", is_flag=True, help="Divide each kernel by its sum (if not 0).")
     @click.option("--scale", type=float, default=None, help="Multiply each kernel by S.")
+    @click.option("--anchor", callback=_parse_anchor, metavar="Y,X", default=None,
+                  help="The kernel cell (row Y, column X) over the output pixel. "
+                       "Default: OpenCV's (kH // 2, kW // 2), or an ImageMagick origin.",
+                  )  # fmt: skip
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
         return command(*args, **kwargs)
@@ -164,9 +180,9 @@ def output_options(command):
 @click.option("--max-pixels", type=click.IntRange(min=1), default=DEFAULT_MAX_PIXELS,
               show_default=True, help="Refuse larger images.")  # fmt: skip
 @click.option("--quiet", "-q", is_flag=True, help="Print errors only.")
-def apply(image_values, recursive, kernel_values, kernel_files, normalize, scale, padding, cval,
-          backends, flip, gray, out_dir, rescale, bias, activation, no_compare, report_path,
-          repeat, jobs, max_pixels, quiet):  # fmt: skip
+def apply(image_values, recursive, kernel_values, kernel_files, normalize, scale, anchor,
+          padding, cval, backends, flip, gray, out_dir, rescale, bias, activation, no_compare,
+          report_path, repeat, jobs, max_pixels, quiet):  # fmt: skip
     """Filter images with one or more kernels, on one or more backends.
 
     Writes OUT/<image>_<kernel>.png, OUT/<image>_<kernel>_compare.png and a timing table.
@@ -177,7 +193,7 @@ def apply(image_values, recursive, kernel_values, kernel_files, normalize, scale
     from convkit.console import Screen
     from convkit.pipeline import ApplySettings
 
-    kernels = _kernels(kernel_values, kernel_files, normalize, scale)
+    kernels = _kernels(kernel_values, kernel_files, normalize, scale, anchor)
     to_stdout = out_dir == "-"
     settings = ApplySettings(
         padding=_padding(padding, cval), backends=_backends(backends), flip=flip, gray=gray,
@@ -194,6 +210,8 @@ def apply(image_values, recursive, kernel_values, kernel_files, normalize, scale
         _check_stdout_run(inputs, kernels, rescale)
     # With --out - standard output carries the image: everything else goes to stderr.
     screen = Screen(quiet=quiet, stdout=click.get_text_stream("stderr") if to_stdout else None)
+    for warning in (w for k in kernels for w in k.warnings):
+        screen.note(warning)
     if len(inputs.images) == 1 and not inputs.skipped:
         rows = _apply_one(screen, inputs.images[0], kernels, settings)
         code = 0
@@ -266,21 +284,16 @@ def kernels(names):
         screen.kernel_matrix(kernel)
 
 
-def _kernels(values, files, normalize: bool, scale: float | None):
+def _kernels(values, files, normalize: bool, scale: float | None, anchor=None):
     from convkit.kernel_files import resolve_kernels
-    from convkit.kernels import BANK
+    from convkit.kernels import BANK, adjust_kernels
 
     if not values and not files:
         raise UsageError(
             "no kernel given: add --kernel NAME (one of " + ", ".join(BANK) + ", all), "
             "--kernel FILE or --kernel-file FILE"
         )
-    kernels = resolve_kernels(list(values), list(files))
-    if normalize:
-        kernels = [k.normalized() for k in kernels]
-    if scale is not None:
-        kernels = [k.scaled(scale) for k in kernels]
-    return kernels
+    return adjust_kernels(resolve_kernels(list(values), list(files)), normalize, scale, anchor)
 
 
 def _padding(name: str, cval: float):

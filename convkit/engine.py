@@ -53,6 +53,7 @@ def convolve(
     backend: str = DEFAULT_BACKEND,
     flip: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    anchor: tuple[int, int] | None = None,
 ) -> np.ndarray:
     """Filter an image with a kernel and return the float64 response.
 
@@ -78,6 +79,9 @@ def convolve(
         True convolution instead of correlation.
     progress : callable, optional
         ``progress(done, total)``, called by backends that report progress (``naive``).
+    anchor : (int, int), optional
+        The (row, column) of the weight over the output pixel, instead of the kernel's own
+        (by default OpenCV's ``(kH // 2, kW // 2)``). With ``flip`` it is rotated too.
 
     Returns
     -------
@@ -99,7 +103,7 @@ def convolve(
     array([[ 6.,  8.],
            [12., 14.]])
     """
-    response = convolve_exact(image, kernel, padding, cval, backend, flip, progress)
+    response = convolve_exact(image, kernel, padding, cval, backend, flip, progress, anchor)
     return response.astype(np.float64, copy=False)
 
 
@@ -111,6 +115,7 @@ def convolve_exact(
     backend: str = DEFAULT_BACKEND,
     flip: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    anchor: tuple[int, int] | None = None,
 ) -> np.ndarray:
     """`convolve`, returning the response in the float type it was computed in.
 
@@ -119,6 +124,8 @@ def convolve_exact(
     """
     image = check_image(image)
     kernel = as_kernel(kernel)
+    if anchor is not None:
+        kernel = kernel.anchored(anchor)
     padding = make_padding(padding, cval)
     name = check_backend_name(backend)
     correlate = get_backend(name)

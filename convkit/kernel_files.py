@@ -19,6 +19,8 @@ from convkit.kernels import Kernel
 KERNEL_FILE_SUFFIXES = (".txt", ".csv", ".npy", ".json", ".mat")
 
 _SEPARATORS = re.compile(r"[,\s]+")
+# ImageMagick's kernel string: "WxH[+X+Y]: values", or "N: values" for N x N; X, Y the origin.
+_MAGICK = re.compile(r"\s*(\d+)(?:x(\d+))?(?:([+-]\d+)([+-]\d+))?\s*:(.*)", re.S)
 
 
 def parse_number(token: str, source: str, line: int | None, unit: str = "line") -> float:
@@ -74,14 +76,61 @@ def parse_rows(lines: list[tuple[int, str]], source: str, unit: str = "line") ->
     return np.array(rows, dtype=np.float64)
 
 
+def parse_magick(text: str, name: str, source: str) -> Kernel:
+    """An ImageMagick kernel string: ``"3x3: 0,-1,0 -1,5,-1 0,-1,0"``, ``"3x3+0+0: ..."``.
+
+    The values fill the rows in order; the optional ``+X+Y`` sets the origin (column X,
+    row Y) as the anchor. A ``nan`` or ``-`` cell, which ImageMagick leaves out of the
+    neighbourhood, becomes 0 with a warning.
+    """
+    match = _MAGICK.fullmatch(text)
+    if match is None:
+        raise KernelParseError(source, None, "not an ImageMagick kernel ('WxH[+X+Y]: values')")
+    width = int(match.group(1))
+    height = int(match.group(2) or width)
+    if width < 1 or height < 1:
+        raise KernelParseError(source, None, f"size {width}x{height} must be at least 1x1")
+    tokens = [t for t in _SEPARATORS.split(match.group(5).strip()) if t]
+    if len(tokens) != width * height:
+        raise KernelParseError(
+            source, None, f"{width}x{height} needs {width * height} values, got {len(tokens)}"
+        )
+    holes = [i for i, t in enumerate(tokens) if t.lower() == "nan" or t == "-"]
+    values = [0.0 if i in holes else parse_number(t, source, None) for i, t in enumerate(tokens)]
+    anchor = None
+    if match.group(3) is not None:
+        column, row = int(match.group(3)), int(match.group(4))
+        if not (0 <= column < width and 0 <= row < height):
+            raise KernelParseError(
+                source, None, f"origin +{column}+{row} lies outside the {width}x{height} kernel"
+            )
+        anchor = (row, column)
+    warnings = ()
+    if holes:
+        cells = ", ".join(f"(row {i // width}, col {i % width})" for i in holes)
+        warnings = (f"kernel {name!r}: {len(holes)} nan/- cells read as 0: {cells}",)
+    weights = np.array(values).reshape(height, width)
+    return Kernel(name, weights, anchor, f"ImageMagick kernel from {source}", warnings=warnings)
+
+
+def is_magick(text: str) -> bool:
+    """True for text that starts like an ImageMagick kernel string (``3x3:``, ``5:``)."""
+    return _MAGICK.match(text) is not None and ":" in text.split(",", 1)[0]
+
+
 def parse_kernel(text: str, name: str = "inline") -> Kernel:
-    """Parse an inline kernel: rows separated by ``;`` (or newlines), entries by ``,`` or spaces.
+    """Parse an inline kernel: rows separated by ``;`` (or newlines), entries by ``,`` or
+    spaces; or an ImageMagick kernel string such as ``"3x3+1+1: 0,-1,0 -1,5,-1 0,-1,0"``.
 
     Examples
     --------
     >>> parse_kernel("0,-1,0; -1,5,-1; 0,-1,0").weights.sum()
     np.float64(1.0)
+    >>> parse_kernel("2x1+0+0: 1 -1").anchor
+    (0, 0)
     """
+    if is_magick(text):
+        return parse_magick(text, name, f"inline kernel {text!r}")
     pieces = re.split(r"[;\n]", text)
     numbered = list(enumerate(pieces, start=1))
     weights = parse_rows(numbered, f"inline kernel {text!r}", unit="row")
@@ -89,8 +138,13 @@ def parse_kernel(text: str, name: str = "inline") -> Kernel:
 
 
 def looks_inline(value: str) -> bool:
-    """True for a ``--kernel`` value that is a matrix, not a name: ``"1,2,1"``, ``"1 2; 3 4"``."""
-    return bool(re.search(r"[,;]", value)) or bool(re.fullmatch(r"[\s\d.eE+\-/]+", value))
+    """True for a ``--kernel`` value that is a matrix, not a name: ``"1,2,1"``, ``"1 2; 3 4"``,
+    ``"3x3: ..."``."""
+    return (
+        bool(re.search(r"[,;]", value))
+        or bool(re.fullmatch(r"[\s\d.eE+\-/]+", value))
+        or is_magick(value)
+    )
 
 
 def load_kernel(path: str | Path) -> Kernel:
@@ -119,6 +173,9 @@ def load_kernel(path: str | Path) -> Kernel:
         return _parse_json(text, source, path.stem)
     if suffix == ".mat":
         return _parse_vips_mat(text, source, path.stem)
+    uncommented = "\n".join(line.split("#", 1)[0] for line in text.splitlines())
+    if is_magick(uncommented):
+        return parse_magick(uncommented.strip(), path.stem, source)
     return Kernel(path.stem, parse_rows(_numbered(text), source), description=f"from {source}")
 
 
@@ -217,9 +274,12 @@ def _positive_int(token: str, source: str, line: int) -> int:
 
 
 def resolve_kernel(value: str, inline_name: str) -> Kernel:
-    """One ``--kernel`` value: an existing file, an inline matrix, or a name from the bank."""
+    """One ``--kernel`` value: an existing file (or ``@file``, as ImageMagick writes it), an
+    inline matrix or ImageMagick string, or a bank or parametric name."""
     from convkit.kernels import get_kernel
 
+    if value.startswith("@"):
+        return load_kernel(value[1:])
     if Path(value).is_file():
         return load_kernel(value)
     if looks_inline(value):

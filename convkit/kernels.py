@@ -30,6 +30,8 @@ class Kernel:
         One line for ``convkit kernels``.
     offset : float
         Added to the response after filtering (libvips ``.mat`` files carry one).
+    warnings : tuple of str
+        What parsing changed (ImageMagick's ``nan`` cells read as 0), for the user to see.
     """
 
     name: str
@@ -37,6 +39,7 @@ class Kernel:
     anchor: tuple[int, int] | None = None
     description: str = ""
     offset: float = 0.0
+    warnings: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         weights = np.array(self.weights, dtype=np.float64)
@@ -85,6 +88,10 @@ class Kernel:
     def renamed(self, name: str) -> Kernel:
         return self._replace(name=name)
 
+    def anchored(self, anchor: tuple[int, int]) -> Kernel:
+        """The kernel with its anchor at (row, column) ``anchor``."""
+        return self._replace(anchor=tuple(anchor))
+
     def _replace(self, **changes) -> Kernel:
         values = {
             "name": self.name,
@@ -92,6 +99,7 @@ class Kernel:
             "anchor": self.anchor,
             "description": self.description,
             "offset": self.offset,
+            "warnings": self.warnings,
         }
         values.update(changes)
         return Kernel(**values)
@@ -167,6 +175,22 @@ TUTORIAL_BANK: tuple[str, ...] = (
 )  # fmt: skip
 
 
+def adjust_kernels(
+    kernels: list[Kernel],
+    normalize: bool = False,
+    scale: float | None = None,
+    anchor: tuple[int, int] | None = None,
+) -> list[Kernel]:
+    """``--normalize`` (divide by the sum), then ``--scale``, then ``--anchor``, for each."""
+    if normalize:
+        kernels = [k.normalized() for k in kernels]
+    if scale is not None:
+        kernels = [k.scaled(scale) for k in kernels]
+    if anchor is not None:
+        kernels = [k.anchored(anchor) for k in kernels]
+    return kernels
+
+
 def kernel_names() -> list[str]:
     """The names of the built-in bank, in the order they are listed."""
     return list(BANK)
@@ -195,7 +219,132 @@ def get_kernel(name: str) -> Kernel:
     key = name.strip().lower().replace("-", "_")
     if key in BANK:
         return BANK[key]
+    family, _, parameters = key.partition(":")
+    if family in PARAMETRIC and parameters:
+        values = name.strip().partition(":")[2].split(":")
+        return PARAMETRIC[family](name.strip(), *values)
+    if family in PARAMETRIC:
+        raise KernelError(f"{family} is parametric: write {PARAMETRIC_USAGE[family]}")
     raise KernelError(unknown_kernel_message(name))
+
+
+# --- parametric kernels: box:N, gaussian:N[:SIGMA], log:N[:SIGMA], motion:N[:ANGLE] ---------
+
+
+def _size(family: str, text: str, odd: bool) -> int:
+    try:
+        size = int(text)
+    except ValueError:
+        size = 0
+    if size < 1 or (odd and size % 2 == 0):
+        need = "an odd whole number" if odd else "a whole number"
+        raise KernelError(
+            f"{family}: the size N must be {need} >= 1, got {text!r} "
+            f"(write {PARAMETRIC_USAGE[family]})"
+        )
+    if size > MAX_PARAMETRIC_SIZE:
+        raise KernelError(f"{family}: size {size} is larger than {MAX_PARAMETRIC_SIZE}")
+    return size
+
+
+def _number(family: str, what: str, text: str, positive: bool = False) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not np.isfinite(value) or (positive and value <= 0):
+        need = "a positive number" if positive else "a number"
+        raise KernelError(
+            f"{family}: {what} must be {need}, got {text!r} (write {PARAMETRIC_USAGE[family]})"
+        )
+    return value
+
+
+def _too_many(family: str, extra: tuple[str, ...]) -> None:
+    if extra:
+        raise KernelError(f"{family}: too many parameters (write {PARAMETRIC_USAGE[family]})")
+
+
+def opencv_sigma(size: int) -> float:
+    """The sigma OpenCV picks for a Gaussian of ``size`` taps when none is given."""
+    return 0.3 * ((size - 1) * 0.5 - 1) + 0.8
+
+
+def box_kernel(name: str, size: str, *extra: str) -> Kernel:
+    """``box:N``: the N x N mean."""
+    _too_many("box", extra)
+    n = _size("box", size, odd=False)
+    return Kernel(name, _box(n), description=f"{n}x{n} box blur (mean)")
+
+
+def gaussian_kernel(name: str, size: str, sigma: str = "", *extra: str) -> Kernel:
+    """``gaussian:N[:SIGMA]``: the outer product of cv2.getGaussianKernel(N, SIGMA).
+
+    Without SIGMA, OpenCV's own choice: its fixed binomial taps up to N = 7, else
+    `opencv_sigma`.
+    """
+    import cv2
+
+    _too_many("gaussian", extra)
+    n = _size("gaussian", size, odd=True)
+    s = _number("gaussian", "SIGMA", sigma, positive=True) if sigma else 0.0
+    column = cv2.getGaussianKernel(n, s, cv2.CV_64F)
+    shown = f"sigma {s:g}" if sigma else "OpenCV's default sigma"
+    return Kernel(name, column @ column.T, description=f"{n}x{n} Gaussian, {shown}")
+
+
+def log_kernel(name: str, size: str, sigma: str = "", *extra: str) -> Kernel:
+    """``log:N[:SIGMA]``: Laplacian of Gaussian, shifted to sum exactly to zero.
+
+    ``(r^2 - 2 s^2) / s^4 * exp(-r^2 / (2 s^2))``: negative at the centre, as the Laplacian
+    kernel is. SIGMA defaults as for the Gaussian (`opencv_sigma`).
+    """
+    _too_many("log", extra)
+    n = _size("log", size, odd=True)
+    s = _number("log", "SIGMA", sigma, positive=True) if sigma else opencv_sigma(n)
+    offsets = np.arange(n) - n // 2
+    r2 = offsets[:, None] ** 2 + offsets[None, :] ** 2
+    weights = (r2 - 2 * s * s) / s**4 * np.exp(-r2 / (2 * s * s))
+    weights -= weights.mean()  # a flat image must give exactly nothing
+    return Kernel(name, weights, description=f"{n}x{n} Laplacian of Gaussian, sigma {s:g}")
+
+
+def motion_kernel(name: str, size: str, angle: str = "0", *extra: str) -> Kernel:
+    """``motion:N[:ANGLE]``: a line N pixels long through the centre, normalised to sum 1.
+
+    ANGLE is in degrees counter-clockwise from the horizontal (0 horizontal, 90 vertical).
+    Each pixel weighs ``1 - distance`` to the line (anti-aliased, one pixel wide), within
+    the line's length.
+    """
+    _too_many("motion", extra)
+    n = _size("motion", size, odd=False)
+    degrees = _number("motion", "ANGLE", angle)
+    theta = np.deg2rad(degrees)
+    # Image rows grow downwards, so counter-clockwise means y = -sin.
+    dx, dy = np.cos(theta), -np.sin(theta)
+    centre = (n - 1) / 2
+    y, x = np.mgrid[0:n, 0:n] - centre
+    along = x * dx + y * dy
+    across = np.abs(-x * dy + y * dx)
+    weights = np.clip(1 - across, 0, 1) * np.clip(n / 2 - np.abs(along) + 0.5, 0, 1)
+    return Kernel(
+        name, weights / weights.sum(), description=f"motion blur, {n} px at {degrees:g} degrees"
+    )
+
+
+MAX_PARAMETRIC_SIZE = 1001
+PARAMETRIC = {
+    "box": box_kernel,
+    "gaussian": gaussian_kernel,
+    "log": log_kernel,
+    "motion": motion_kernel,
+}
+PARAMETRIC_USAGE = {
+    "box": "box:N",
+    "gaussian": "gaussian:N[:SIGMA], N odd",
+    "log": "log:N[:SIGMA], N odd",
+    "motion": "motion:N[:ANGLE], ANGLE in degrees from the horizontal",
+}
 
 
 def expand_kernel_names(name: str) -> list[str]:
@@ -206,6 +355,12 @@ def expand_kernel_names(name: str) -> list[str]:
 def unknown_kernel_message(name: str) -> str:
     import difflib
 
-    close = difflib.get_close_matches(name.lower(), list(BANK) + ["all"], n=3, cutoff=0.5)
+    family, colon, parameters = name.lower().partition(":")
+    if colon:  # a misspelt parametric family: suggest it with the same parameters
+        families = difflib.get_close_matches(family, list(PARAMETRIC), n=2, cutoff=0.5)
+        close = [f"{f}:{parameters}" for f in families]
+    else:
+        candidates = list(BANK) + ["all"]
+        close = difflib.get_close_matches(name.lower(), candidates, n=3, cutoff=0.5)
     hint = f" did you mean {' or '.join(close)}?" if close else ""
     return f"unknown kernel {name!r}:{hint} (`convkit kernels` lists all {len(BANK)})"
