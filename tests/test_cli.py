@@ -325,3 +325,43 @@ def test_the_bundled_tutorial_images_give_the_worked_confidence_scores(tmp_path)
     assert result.exit_code == 0, result.output
     assert np.load(tmp_path / "vertical_edge_horizontal_edge.npy").item() == 0
     assert np.load(tmp_path / "vertical_edge_vertical_edge.npy").item() == 800
+
+
+def test_parametric_imagemagick_and_anchor_options(tmp_path):
+    image = np.zeros((5, 5), dtype=np.uint8)
+    image[2, 2] = 200
+    path = tmp_path / "dot.png"
+    path.write_bytes(encode_image(image))
+    kernels = ["-k", "gaussian:3", "-k", "3x1+0+0: 0 0 1", "-k", "box:2", "--anchor", "0,0"]
+    result = run("apply", "-i", path, *kernels, "--rescale", "none", "-b", "filter2d",
+                 "-o", tmp_path / "o")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    names = sorted(p.name for p in (tmp_path / "o").glob("*.npy"))
+    assert names == ["dot_box-2.npy", "dot_gaussian-3.npy", "dot_inline1.npy"]
+    # --anchor 0,0 puts each kernel's top-left weight on the output pixel: it reads down-right.
+    box = np.load(tmp_path / "o" / "dot_box-2.npy")
+    assert box[1, 1] == box[2, 2] == 50 and box[1, 2] == box[2, 1] == 50 and box.sum() == 200
+
+
+def test_imagemagick_nan_cells_are_a_note(tmp_path):
+    path = tmp_path / "flat.png"
+    path.write_bytes(encode_image(np.full((3, 3), 10, dtype=np.uint8)))
+    result = run("apply", "-i", path, "-k", "3x1: 1 nan 1", "-o", tmp_path / "o")
+    assert result.exit_code == 0, result.output
+    assert "note: kernel 'inline1': 1 nan/- cells read as 0: (row 0, col 1)" in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["-k", "box:0"], "box: the size N must be a whole number >= 1"),
+        (["-k", "gaussian:4"], "odd whole number"),
+        (["-k", "motion:5:abc"], "ANGLE must be a number"),
+        (["-k", "sharpen", "--anchor", "3,0"], "anchor (3, 0) lies outside its 3x3 weights"),
+        (["-k", "sharpen", "--anchor", "a,b"], "is not Y,X"),
+    ],
+)
+def test_bad_parameters_are_usage_errors(photo, tmp_path, args, message):
+    result = run("apply", "-i", photo, "-o", tmp_path / "o", *args)
+    assert result.exit_code == 2
+    assert message in result.output

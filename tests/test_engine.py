@@ -309,3 +309,51 @@ def test_integer_images_and_kernels_give_exact_integers(backend_name, image, wei
         )
         got = result if image.ndim == 2 else result[..., c]
         np.testing.assert_array_equal(got, exact)
+
+
+# --- the anchor -----------------------------------------------------------------------------
+
+anchored_kernels = kernels.flatmap(
+    lambda w: st.tuples(
+        st.just(w), st.tuples(st.integers(0, w.shape[0] - 1), st.integers(0, w.shape[1] - 1))
+    )
+)
+
+
+@pytest.mark.parametrize("backend_name", BACKENDS)
+@settings(max_examples=100, deadline=None)
+@given(image=images, kernel=anchored_kernels, mode=scipy_modes, flip=st.booleans())
+def test_anchor_matches_scipys_origin(backend_name, image, kernel, mode, flip):
+    """scipy's centre is k // 2 + origin; convkit's anchor is that centre."""
+    weights, (ay, ax) = kernel
+    kh, kw = weights.shape
+    result = convolve(
+        image, weights, padding=mode, backend=backend_name, flip=flip, anchor=(ay, ax)
+    )
+    if flip:  # convolution = correlation with the rotated kernel and anchor
+        weights, (ay, ax) = weights[::-1, ::-1], (kh - 1 - ay, kw - 1 - ax)
+    origin = (ay - kh // 2, ax - kw // 2)
+    expected = ndi.correlate(image, weights, mode=SCIPY_MODE[mode], origin=origin)
+    _assert_agrees(result, expected, weights, image)
+
+
+@settings(max_examples=60, deadline=None)
+@given(image=images, kernel=anchored_kernels, mode=st.sampled_from(PADDINGS))
+def test_anchor_agrees_across_backends(image, kernel, mode):
+    weights, anchor = kernel
+    if mode == "valid" and (weights.shape[0] > image.shape[0] or weights.shape[1] > image.shape[1]):
+        return
+    a = convolve(image, weights, padding=mode, backend="naive", anchor=anchor)
+    b = convolve(image, weights, padding=mode, backend="filter2d", anchor=anchor)
+    _assert_agrees(a, b, weights, image)
+
+
+def test_imagemagick_origin_moves_the_response(backend):
+    from convkit import parse_kernel
+
+    row = np.array([[0, 0, 5, 0, 0]], dtype=float)
+    # "3x1+0+0": the leftmost weight sits on the output pixel, so it reads to the right.
+    kernel = parse_kernel("3x1+0+0: 0 0 1")
+    np.testing.assert_array_equal(
+        convolve(row, kernel, padding="constant", backend=backend), [[5, 0, 0, 0, 0]]
+    )

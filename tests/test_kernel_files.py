@@ -1,4 +1,5 @@
 import json
+import re
 
 import numpy as np
 import pytest
@@ -135,3 +136,61 @@ def test_resolve_numbers_inline_kernels_and_deduplicates(tmp_path):
 def test_resolve_a_missing_kernel_file_says_so(tmp_path):
     with pytest.raises(UsageError, match="kernel file not found: .*edges.txt"):
         resolve_kernels([str(tmp_path / "edges.txt")])
+
+
+# --- ImageMagick kernel strings --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "shape", "anchor"),
+    [
+        ("3x3: 0,-1,0 -1,5,-1 0,-1,0", (3, 3), (1, 1)),
+        ("3x3+0+0: 0,-1,0 -1,5,-1 0,-1,0", (3, 3), (0, 0)),
+        ("3x2+2+1: 1 2 3 4 5 6", (2, 3), (1, 2)),  # +X+Y: column 2, row 1
+        ("3: 1,1,1 1,1,1 1,1,1", (3, 3), (1, 1)),  # one size: square
+        ("1x4:1,2,3,4", (4, 1), (2, 0)),
+    ],
+)
+def test_imagemagick_strings(text, shape, anchor):
+    kernel = parse_kernel(text, "im")
+    assert kernel.shape == shape and kernel.anchor == anchor
+    assert kernel.warnings == ()
+
+
+def test_imagemagick_values_fill_rows_in_order():
+    kernel = parse_kernel("3x2: 1 2 3 4 5 6")
+    np.testing.assert_array_equal(kernel.weights, [[1, 2, 3], [4, 5, 6]])
+
+
+def test_imagemagick_nan_and_dash_cells_become_zero_with_a_warning():
+    kernel = parse_kernel("3x1: 1 nan -", "holes")
+    np.testing.assert_array_equal(kernel.weights, [[1, 0, 0]])
+    assert kernel.warnings == (
+        "kernel 'holes': 2 nan/- cells read as 0: (row 0, col 1), (row 0, col 2)",
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("3x3: 1 2 3", "3x3 needs 9 values, got 3"),
+        ("2x2+2+0: 1 1 1 1", "origin +2+0 lies outside the 2x2 kernel"),
+        ("2x2+0-1: 1 1 1 1", "origin +0+-1 lies outside"),
+        ("2x1: 1 x", "'x' is not a number"),
+    ],
+)
+def test_imagemagick_errors(text, message):
+    with pytest.raises(KernelParseError, match=re.escape(message)):
+        parse_kernel(text)
+
+
+def test_imagemagick_files_and_at_file(tmp_path):
+    path = _write(
+        tmp_path, "sharpen.txt", "# ImageMagick style\n3x3+0+0:\n 0,-1,0\n -1,5,-1\n 0,-1,0\n"
+    )
+    kernel = load_kernel(path)
+    assert kernel.name == "sharpen" and kernel.anchor == (0, 0) and kernel.weights[1, 1] == 5
+    [at] = resolve_kernels([f"@{path}"])
+    assert at.anchor == (0, 0)
+    with pytest.raises(UsageError, match="kernel file not found"):
+        resolve_kernels([f"@{tmp_path / 'missing.txt'}"])
