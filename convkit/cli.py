@@ -267,6 +267,53 @@ def _stdin_bytes() -> bytes:
 
 
 @main.command()
+@click.option(
+    "--image",
+    "-i",
+    "image_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="The image to check on (default: a built-in 512x512 test card).",
+)
+@click.option(
+    "--backend",
+    "-b",
+    "backends",
+    multiple=True,
+    metavar="NAME",
+    help="Backends to compare (repeatable). Default: every available one.",
+)
+@click.option(
+    "--tolerance",
+    type=click.FloatRange(min=0),
+    default=1e-9,
+    show_default=True,
+    help="Allowed |diff| as a multiple of sum|K| x max|I|.",
+)
+@click.option("--quiet", "-q", is_flag=True, help="Print disagreements only.")
+def verify(image_path, backends, tolerance, quiet):
+    """Run every backend over every padding, flip and kernel; exit 1 if any two disagree.
+
+    Example: convkit verify --image sample_images/camera.png
+    """
+    from convkit.console import Screen
+    from convkit.verify import run_verify, synthetic_image
+
+    if image_path is None:
+        image, name = synthetic_image(), "the built-in test card"
+    else:
+        from convkit.imageio import read_image
+
+        image, name = read_image(image_path), str(image_path)
+    screen = Screen(quiet=quiet)
+    with screen.counter_progress("cases") as progress:
+        report = run_verify(image, name, backends or None, tolerance, progress=progress)
+    screen.verify_report(report)
+    if report.failures:
+        sys.exit(EXIT_RUN_ERROR)
+
+
+@main.command()
 @click.argument("names", nargs=-1)
 def kernels(names):
     """List the kernel bank, or print the matrices of NAMES (bank names, files or inline)."""

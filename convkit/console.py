@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from convkit.batch import BatchReport
 from convkit.kernels import Kernel
 from convkit.pipeline import BackendRow, ImageReport
+from convkit.verify import VerifyReport
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -100,7 +101,16 @@ class Screen:
     @contextmanager
     def batch_progress(self, total: int) -> Iterator[Callable[[int, int], None] | None]:
         """``on_done(done, total)`` drawing images done / total, rate and time left."""
-        if self.quiet or not self.err.is_terminal or total < 2:
+        if total < 2:
+            yield None
+            return
+        with self.counter_progress("images") as on_done:
+            yield on_done
+
+    @contextmanager
+    def counter_progress(self, unit: str) -> Iterator[Callable[[int, int], None] | None]:
+        """``on_done(done, total)`` drawing a bar of ``unit`` done / total, rate, time left."""
+        if self.quiet or not self.err.is_terminal:
             yield None
             return
         from rich.progress import (
@@ -112,20 +122,34 @@ class Screen:
         )
 
         bar = Progress(
-            TextColumn("images"), BarColumn(), MofNCompleteColumn(),
+            TextColumn(unit), BarColumn(), MofNCompleteColumn(),
             TextColumn("{task.fields[rate]}"), TimeRemainingColumn(),
             console=self.err, transient=True,
         )  # fmt: skip
-        task = bar.add_task("images", total=total, rate="")
+        task = bar.add_task(unit, total=None, rate="")
         started = time.monotonic()
 
         def on_done(done: int, total: int) -> None:
             elapsed = time.monotonic() - started
-            rate = f"{done / elapsed:.1f} images/s" if elapsed > 0 else ""
-            bar.update(task, completed=done, rate=rate)
+            rate = f"{done / elapsed:.1f} {unit}/s" if elapsed > 0 else ""
+            bar.update(task, completed=done, total=total, rate=rate)
 
         with bar:
             yield on_done
+
+    def verify_report(self, report: VerifyReport) -> None:
+        """max |diff| per kernel (rows) and padding (columns), worst over flips; failures."""
+        if not self.quiet:
+            self.out.print(verify_table(report, self.decorated))
+            self.line(verify_summary(report))
+        for case in report.failures:
+            a, b = case.worst_pair
+            flip = " flipped" if case.flip else ""
+            self.error(
+                f"{case.kernel} ({case.kernel_shape[0]}x{case.kernel_shape[1]}), padding "
+                f"{case.padding}{flip}: {a} and {b} differ by {case.max_abs_diff:.3g}, more "
+                f"than the tolerance {case.tolerance:.3g}"
+            )
 
     def kernel_list(self, kernels: Sequence[Kernel]) -> None:
         from rich.table import Table
@@ -263,6 +287,50 @@ def batch_table(batch: BatchReport, decorated: bool) -> Table:
             f"{sum(r.median_ms * r.runs for r in rows):.0f}", diff,
         )  # fmt: skip
     return table
+
+
+def verify_table(report: VerifyReport, decorated: bool) -> Table:
+    from rich.table import Table
+
+    paddings = list(dict.fromkeys(case.padding for case in report.cases))
+    cells: dict[tuple[str, str], list] = {}
+    shapes: dict[str, tuple[int, int]] = {}
+    for case in report.cases:
+        cells.setdefault((case.kernel, case.padding), []).append(case)
+        shapes[case.kernel] = case.kernel_shape
+    table = Table(
+        title="max |diff| between backends (worst over flip)", box=_box(decorated),
+        header_style="bold" if decorated else "", title_style="bold" if decorated else "",
+    )  # fmt: skip
+    table.add_column("kernel")
+    table.add_column("size", justify="right")
+    for padding in paddings:
+        table.add_column(padding, justify="right")
+    for kernel, shape in shapes.items():
+        row = [kernel, f"{shape[0]}x{shape[1]}"]
+        for padding in paddings:
+            cases = cells.get((kernel, padding), [])
+            worst = max((c.max_abs_diff for c in cases), default=None)
+            failed = any(not c.agrees for c in cases)
+            text = "-" if worst is None else ("0" if worst == 0 else f"{worst:.1e}")
+            row.append(f"{text} FAIL" if failed else text)
+        table.add_row(*row)
+    return table
+
+
+def verify_summary(report: VerifyReport) -> str:
+    """One line: cases, backends, image, verdict, worst margin and time."""
+    shape = "x".join(str(n) for n in report.shape[:2])
+    head = (
+        f"{len(report.cases)} cases, backends {', '.join(report.backends)}, on {report.image} "
+        f"({shape}), tolerance {report.factor:g} x sum|K| x max|I|"
+    )
+    worst = max((c.max_abs_diff / c.tolerance for c in report.cases if c.tolerance), default=0.0)
+    if report.failures:
+        verdict = f"{len(report.failures)} cases DISAGREE"
+    else:
+        verdict = f"all agree (the worst case used {worst:.1e} of its tolerance)"
+    return f"{head}: {verdict}, in {report.seconds:.1f} s"
 
 
 def batch_summary(batch: BatchReport) -> str:

@@ -32,6 +32,8 @@ class Backend:
     requires: str | None = None
     # Takes (H, W, C) images with up to 4 channels in one call, as OpenCV does.
     multichannel: bool = False
+    # A function registered directly (see `register_backend`) instead of a module's.
+    function: CorrelateFn | None = None
 
     def is_available(self) -> bool:
         return self.requires is None or importlib.util.find_spec(self.requires) is not None
@@ -79,7 +81,25 @@ def check_backend_name(name: str) -> str:
 def get_backend(name: str) -> CorrelateFn:
     """The ``correlate`` function of the backend called ``name``."""
     backend = KNOWN_BACKENDS[check_backend_name(name)]
+    if backend.function is not None:
+        return backend.function
     return importlib.import_module(backend.module).correlate
+
+
+def register_backend(name: str, function: CorrelateFn, description: str = "") -> None:
+    """Add (or replace) a backend: ``function(image, weights, anchor, padding, progress)``.
+
+    It is then run by `convolve`, ``apply --backend NAME`` and ``verify`` like the built-in
+    ones, channel by channel on float images.
+    """
+    KNOWN_BACKENDS[name] = Backend(name, function.__module__, description, function=function)
+    get_backend.cache_clear()
+
+
+def unregister_backend(name: str) -> None:
+    """Remove a backend added with `register_backend`."""
+    KNOWN_BACKENDS.pop(name, None)
+    get_backend.cache_clear()
 
 
 __all__ = [
@@ -90,4 +110,6 @@ __all__ = [
     "available_backends",
     "check_backend_name",
     "get_backend",
+    "register_backend",
+    "unregister_backend",
 ]
