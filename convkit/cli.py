@@ -94,6 +94,9 @@ def kernel_options(command):
         metavar="PATH",
         help="A kernel file (.txt, .csv, .npy, .json, libvips .mat). Repeatable.",
     )
+    @click.option("--stack", "stacks", multiple=True, metavar="STEPS",
+                  help='Layers applied in order, as in a CNN: "sobel_x,relu,sobel_y" (kernel '
+                       "names or files, and relu). Repeatable.")  # fmt: skip
     @click.option("--normalize", is_flag=True, help="Divide each kernel by its sum (if not 0).")
     @click.option("--scale", type=float, default=None, help="Multiply each kernel by S.")
     @click.option("--anchor", callback=_parse_anchor, metavar="Y,X", default=None,
@@ -180,7 +183,7 @@ def output_options(command):
 @click.option("--max-pixels", type=click.IntRange(min=1), default=DEFAULT_MAX_PIXELS,
               show_default=True, help="Refuse larger images.")  # fmt: skip
 @click.option("--quiet", "-q", is_flag=True, help="Print errors only.")
-def apply(image_values, recursive, kernel_values, kernel_files, normalize, scale, anchor,
+def apply(image_values, recursive, kernel_values, kernel_files, stacks, normalize, scale, anchor,
           padding, cval, backends, flip, gray, out_dir, rescale, bias, activation, no_compare,
           report_path, repeat, jobs, max_pixels, quiet):  # fmt: skip
     """Filter images with one or more kernels, on one or more backends.
@@ -193,7 +196,8 @@ def apply(image_values, recursive, kernel_values, kernel_files, normalize, scale
     from convkit.console import Screen
     from convkit.pipeline import ApplySettings
 
-    kernels = _kernels(kernel_values, kernel_files, normalize, scale, anchor)
+    kernels = _kernels(kernel_values, kernel_files, normalize, scale, anchor, bool(stacks))
+    kernels += _stacks(stacks)
     to_stdout = out_dir == "-"
     settings = ApplySettings(
         padding=_padding(padding, cval), backends=_backends(backends), flip=flip, gray=gray,
@@ -331,14 +335,23 @@ def kernels(names):
         screen.kernel_matrix(kernel)
 
 
-def _kernels(values, files, normalize: bool, scale: float | None, anchor=None):
+def _stacks(texts) -> list:
+    from convkit.kernel_files import resolve_kernel
+    from convkit.stack import parse_stack
+
+    return [parse_stack(text, lambda name: resolve_kernel(name, name)) for text in texts]
+
+
+def _kernels(values, files, normalize: bool, scale: float | None, anchor=None, stacks_given=False):
     from convkit.kernel_files import resolve_kernels
     from convkit.kernels import BANK, adjust_kernels
 
     if not values and not files:
+        if stacks_given:
+            return []
         raise UsageError(
             "no kernel given: add --kernel NAME (one of " + ", ".join(BANK) + ", all), "
-            "--kernel FILE or --kernel-file FILE"
+            "--kernel FILE, --kernel-file FILE or --stack STEPS"
         )
     return adjust_kernels(resolve_kernels(list(values), list(files)), normalize, scale, anchor)
 

@@ -302,7 +302,7 @@ def verify_table(report: VerifyReport, decorated: bool) -> Table:
         title="max |diff| between backends (worst over flip)", box=_box(decorated),
         header_style="bold" if decorated else "", title_style="bold" if decorated else "",
     )  # fmt: skip
-    table.add_column("kernel")
+    table.add_column("kernel", no_wrap=True)
     table.add_column("size", justify="right")
     for padding in paddings:
         table.add_column(padding, justify="right")

@@ -27,6 +27,7 @@ from convkit.imageio import (
 from convkit.kernels import Kernel
 from convkit.padding import Padding
 from convkit.postprocess import to_image
+from convkit.stack import Stack, run_stack
 from convkit.timing import Timing, agreement_tolerance, max_abs_diff, run_timed
 
 # The naive loop costs about 3 microseconds per pixel per channel on a 2-core machine.
@@ -185,11 +186,15 @@ def attach_alpha(image: np.ndarray, alpha: np.ndarray | None) -> np.ndarray:
     return np.concatenate([planes, alpha.astype(image.dtype)[..., np.newaxis]], axis=-1)
 
 
-def crop_alpha(alpha: np.ndarray | None, kernel: Kernel, padding: Padding) -> np.ndarray | None:
+def crop_alpha(
+    alpha: np.ndarray | None, kernel: Kernel | Stack, padding: Padding, flip: bool = False
+) -> np.ndarray | None:
     """Under ``valid`` the output pixel (y, x) sits over input pixel (y + ay, x + ax)."""
     if alpha is None or padding.mode != "valid":
         return alpha
     (kh, kw), (ay, ax) = kernel.shape, kernel.anchor
+    if flip:
+        ay, ax = kh - 1 - ay, kw - 1 - ax
     return alpha[ay : ay + alpha.shape[0] - kh + 1, ax : ax + alpha.shape[1] - kw + 1]
 
 
@@ -212,7 +217,7 @@ def plan_outputs(
 
 def apply_image(
     source: ImageSource | str | Path,
-    kernels: Sequence[Kernel],
+    kernels: Sequence[Kernel | Stack],
     settings: ApplySettings,
     progress: ProgressFn | None = None,
     image_count: int = 1,
@@ -232,7 +237,7 @@ def apply_image(
         refuse_overwriting_inputs([p for pair in planned for p in pair if p], [source.path])
     color, alpha = prepare_image(source, settings)
     for kernel in kernels:
-        check_fits(color.shape, kernel, settings.padding)
+        check_fits(color.shape, kernel, settings.padding)  # a stack by its receptive field
     if settings.out_dir is not None:
         ensure_folder(settings.out_dir / source.subfolder)
     backends, note = choose_backends(
@@ -242,8 +247,8 @@ def apply_image(
         get_backend(backend)  # import its library now, outside the timed runs
     report = ImageReport(source.name, color.shape, backends, notes=[note] if note else [])
     for kernel, (output, compare) in zip(kernels, planned, strict=True):
-        alpha_k = crop_alpha(alpha, kernel, settings.padding)
-        responses, timings = _run_backends(color, kernel, backends, settings, progress)
+        alpha_k = crop_alpha(alpha, kernel, settings.padding, settings.flip)
+        responses, timings, layers = _run_backends(color, kernel, backends, settings, progress)
         reference = "naive" if "naive" in responses else backends[0]
         fastest = min(backends, key=lambda b: timings[b].median_ms)
         encoded = _encode(_render(responses[fastest], color, alpha_k, settings), settings)
@@ -254,7 +259,16 @@ def apply_image(
         if compare is not None:
             write_atomic(
                 compare,
-                _comparison(color, alpha_k, kernel, responses, timings, reference, settings),
+                _comparison(
+                    color,
+                    alpha_k,
+                    kernel,
+                    responses,
+                    timings,
+                    reference,
+                    settings,
+                    layers[reference],
+                ),  # fmt: skip
             )
         rows = tuple(
             BackendRow(
@@ -274,21 +288,22 @@ def apply_image(
             )
             for b in backends
         )
-        tolerance = agreement_tolerance(kernel.weights, color)
+        tolerance = agreement_tolerance(_abs_sum(kernel), color)
         report.results.append(KernelResult(kernel, rows, reference, tolerance, output, compare))
     return report
 
 
 def _run_backends(
     color: np.ndarray,
-    kernel: Kernel,
+    kernel: Kernel | Stack,
     backends: tuple[str, ...],
     settings: ApplySettings,
     progress: ProgressFn | None,
-) -> tuple[dict[str, np.ndarray], dict[str, Timing]]:
-    """Each backend's response and timings for one kernel."""
+) -> tuple[dict[str, np.ndarray], dict[str, Timing], dict[str, list[np.ndarray]]]:
+    """Each backend's final response and timings; for a stack, every step's response too."""
     responses: dict[str, np.ndarray] = {}
     timings: dict[str, Timing] = {}
+    layers: dict[str, list[np.ndarray]] = {}
     for backend in backends:
         report = None
         if progress is not None:
@@ -296,18 +311,21 @@ def _run_backends(
             def report(done: int, total: int, label: str = f"{kernel.name} on {backend}") -> None:
                 progress(label, done, total)
 
-        def work(backend: str = backend, report=report) -> np.ndarray:
-            return convolve_exact(
-                color,
-                kernel,
-                settings.padding,
-                backend=backend,
-                flip=settings.flip,
-                progress=report,
-            )
+        def work(backend: str = backend, report=report) -> list[np.ndarray]:
+            if isinstance(kernel, Stack):
+                return run_stack(color, kernel, settings.padding, backend, settings.flip, report)
+            return [
+                convolve_exact(color, kernel, settings.padding, backend=backend,
+                               flip=settings.flip, progress=report)
+            ]  # fmt: skip
 
-        responses[backend], timings[backend] = run_timed(backend, work, settings.repeat)
-    return responses, timings
+        layers[backend], timings[backend] = run_timed(backend, work, settings.repeat)
+        responses[backend] = layers[backend][-1]
+    return responses, timings, layers
+
+
+def _abs_sum(kernel: Kernel | Stack) -> float:
+    return kernel.abs_sum if isinstance(kernel, Stack) else float(np.abs(kernel.weights).sum())
 
 
 def _encode(image: np.ndarray, settings: ApplySettings) -> bytes:
@@ -322,12 +340,19 @@ def _comparison(
     timings: dict[str, Timing],
     reference: str,
     settings: ApplySettings,
+    layers: list[np.ndarray],
 ) -> bytes:
-    """The comparison PNG, encoded; float outputs are shown stretched min..max."""
+    """The comparison PNG, encoded; float outputs are shown stretched min..max. A stack's
+    intermediate feature maps come first, each labelled with its step."""
     from convkit.compare import comparison_png
 
     shown = settings if settings.rescale != "none" else replace(settings, rescale="minmax")
-    panels = [
+    panels = []
+    if isinstance(kernel, Stack):
+        for i, (step, layer) in enumerate(zip(kernel.steps[:-1], layers[:-1], strict=True)):
+            label = f"{i + 1}. {step if isinstance(step, str) else step.name}"
+            panels.append((label, _render(layer, color, None, shown)))
+    panels += [
         (f"{b}  {timings[b].median_ms:.1f} ms", _render(responses[b], color, alpha, shown))
         for b in responses
     ]
@@ -348,7 +373,7 @@ def _render(
     return attach_alpha(image, alpha)
 
 
-def _title(kernel: Kernel, settings: ApplySettings) -> str:
+def _title(kernel: Kernel | Stack, settings: ApplySettings) -> str:
     kh, kw = kernel.shape
     operation = "convolution (flipped)" if settings.flip else "correlation"
     return (
