@@ -37,15 +37,11 @@ class Screen:
 
     @functools.cached_property
     def out(self) -> Console:
-        from rich.console import Console
-
-        return Console(file=self._stdout or sys.stdout, highlight=False, soft_wrap=True)
+        return _console(self._stdout or sys.stdout)
 
     @functools.cached_property
     def err(self) -> Console:
-        from rich.console import Console
-
-        return Console(file=self._stderr or sys.stderr, highlight=False, soft_wrap=True)
+        return _console(self._stderr or sys.stderr)
 
     @property
     def decorated(self) -> bool:
@@ -190,6 +186,16 @@ class Screen:
             yield bar
         finally:
             bar.close()
+
+
+def _console(stream) -> Console:
+    """A rich console; off a terminal, wide enough that no table column is ever cut short."""
+    from rich.console import Console
+
+    console = Console(file=stream, highlight=False, soft_wrap=True)
+    if not console.is_terminal:
+        console = Console(file=stream, highlight=False, soft_wrap=True, width=1000)
+    return console
 
 
 class LazyProgress:
