@@ -319,20 +319,32 @@ def verify(image_path, backends, tolerance, quiet):
 
 @main.command()
 @click.argument("names", nargs=-1)
-def kernels(names):
-    """List the kernel bank, or print the matrices of NAMES (bank names, files or inline)."""
+@click.option("--png", "png_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Also draw each kernel as a heatmap, DIR/<name>.png.")  # fmt: skip
+def kernels(names, png_dir):
+    """List the kernel bank, or print the matrices of NAMES (bank names, parametric names,
+    files or inline matrices).
+
+    Example: convkit kernels sobel_x gaussian:5:1.4 --png kernels/
+    """
     from convkit.console import Screen
     from convkit.kernel_files import resolve_kernels
     from convkit.kernels import BANK
 
     screen = Screen()
     if not names:
+        if png_dir is not None:
+            raise UsageError("--png draws the kernels you name: add NAMES (or 'all')")
         screen.kernel_list(list(BANK.values()))
         return
     for i, kernel in enumerate(resolve_kernels(list(names))):
         if i:
             screen.line("")
         screen.kernel_matrix(kernel)
+        if png_dir is not None:
+            from convkit.compare import write_kernel_picture
+
+            screen.line(f"wrote {write_kernel_picture(kernel, png_dir)}")
 
 
 def _stacks(texts) -> list:

@@ -7,6 +7,7 @@ tutorials' 2x2 and 5x5 matrices) are enlarged with nearest-neighbour so each pix
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -111,8 +112,10 @@ def comparison_png(
     responses: Mapping[str, np.ndarray],
     reference: str,
     title: str,
+    kernel=None,
 ) -> np.ndarray:
-    """Lay out the comparison: title above; original, each backend, then |diff|.
+    """Lay out the comparison: title above; original, the kernel's picture, each backend,
+    then |diff|.
 
     Parameters
     ----------
@@ -126,6 +129,8 @@ def comparison_png(
         The backend the others are compared with.
     title : str
         The line above the panels.
+    kernel : Kernel, optional
+        Drawn as a heatmap beside the original.
 
     Returns
     -------
@@ -133,7 +138,11 @@ def comparison_png(
         An 8-bit BGR image.
     """
     scale = panel_scale(*original.shape[:2])
-    tiles = [labelled(resize_panel(to_display(original), scale), "original")]
+    first = labelled(resize_panel(to_display(original), scale), "original")
+    tiles = [first]
+    if kernel is not None:
+        side = max(120, min(360, first.shape[0] - LABEL_HEIGHT))
+        tiles.append(kernel_picture(kernel, side))
     tiles += [labelled(resize_panel(to_display(image), scale), label) for label, image in panels]
     if len(responses) > 1:
         diff, label = difference_panel(responses, reference)
@@ -147,3 +156,106 @@ def comparison_png(
     body = np.hstack(row[:-1])
     framed = np.vstack([label_bar(title, body.shape[1], TITLE_HEIGHT), body])
     return np.pad(framed, ((GAP, GAP), (GAP, GAP), (0, 0)), constant_values=BACKGROUND)
+
+
+# --- kernels and matrices drawn the way teachers draw them ----------------------------------
+
+POSITIVE = np.array([40.0, 40.0, 200.0])  # BGR: red for positive weights
+NEGATIVE = np.array([190.0, 90.0, 20.0])  # blue for negative ones
+WHITE = np.array([255.0, 255.0, 255.0])
+
+
+def cell_text(value: float) -> str:
+    """A weight as people write it: integers plainly, others to 3 significant digits."""
+    if value == int(value) and abs(value) < 1e6:
+        return str(int(value))
+    return f"{value:.3g}"
+
+
+def matrix_picture(
+    values: np.ndarray,
+    title: str = "",
+    size: int = 360,
+    highlight: tuple[int, int] | None = None,
+) -> np.ndarray:
+    """A heatmap of a matrix with each value printed in its cell.
+
+    Diverging colours with zero in the middle: white at 0, red for positive, blue for
+    negative, scaled by the largest magnitude. ``highlight`` outlines one cell (the anchor).
+    Cells too small to hold their number are left unlabelled.
+
+    Returns
+    -------
+    ndarray
+        An 8-bit BGR image.
+    """
+    import cv2
+
+    values = np.asarray(values, dtype=np.float64)
+    rows, columns = values.shape
+    cell = int(np.clip(size // max(rows, columns), 6, 96))
+    peak = float(np.abs(values).max()) or 1.0
+    t = values / peak
+    colours = np.where(
+        t[..., None] >= 0,
+        WHITE + (POSITIVE - WHITE) * t[..., None],
+        WHITE + (NEGATIVE - WHITE) * -t[..., None],
+    )
+    picture = np.repeat(np.repeat(colours, cell, axis=0), cell, axis=1).astype(np.uint8)
+    for i in range(rows + 1):
+        cv2.line(picture, (0, i * cell), (columns * cell, i * cell), (150, 150, 150), 1)
+    for j in range(columns + 1):
+        cv2.line(picture, (j * cell, 0), (j * cell, rows * cell), (150, 150, 150), 1)
+    labels = [[cell_text(v) for v in row] for row in values]
+    widest = max(
+        cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, 1.0, 1)[0][0]
+        for row in labels
+        for label in row
+    )
+    scale = min(0.6, (cell - 8) / widest)
+    if scale >= 0.3:
+        for i in range(rows):
+            for j in range(columns):
+                _centred_text(picture, labels[i][j], (i, j), cell, scale, abs(t[i, j]) > 0.6)
+    if highlight is not None:
+        y, x = highlight
+        cv2.rectangle(picture, (x * cell, y * cell), ((x + 1) * cell, (y + 1) * cell), (0, 0, 0), 2)
+    picture = np.pad(picture, ((1, 1), (1, 1), (0, 0)), constant_values=150)
+    if title:
+        width = max(picture.shape[1], text_width(title))
+        picture = np.vstack([label_bar(title, width), _widen(picture, width)])
+    return picture
+
+
+def _widen(picture: np.ndarray, width: int) -> np.ndarray:
+    extra = width - picture.shape[1]
+    return np.pad(picture, ((0, 0), (extra // 2, extra - extra // 2), (0, 0)),
+                  constant_values=BACKGROUND)  # fmt: skip
+
+
+def _centred_text(picture, text, position, cell, scale, light) -> None:
+    import cv2
+
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    (width, height), _ = cv2.getTextSize(text, font, scale, 1)
+    i, j = position
+    origin = (j * cell + (cell - width) // 2, i * cell + (cell + height) // 2)
+    colour = (255, 255, 255) if light else (0, 0, 0)
+    cv2.putText(picture, text, origin, font, scale, colour, 1, cv2.LINE_AA)
+
+
+def kernel_picture(kernel, size: int = 360) -> np.ndarray:
+    """A `Kernel` as a heatmap: weights in their cells, the anchor outlined, name above."""
+    kh, kw = kernel.shape
+    title = f"{kernel.name} {kh}x{kw}, anchor ({kernel.anchor[0]}, {kernel.anchor[1]})"
+    return matrix_picture(kernel.weights, title, size, highlight=kernel.anchor)
+
+
+def write_kernel_picture(kernel, folder) -> Path:
+    """Draw ``kernel`` into ``folder/<name>.png`` (name made safe for a file name)."""
+    from convkit.imageio import encode_image, write_atomic
+    from convkit.kernels import safe_name
+
+    return write_atomic(
+        Path(folder) / f"{safe_name(kernel.name)}.png", encode_image(kernel_picture(kernel))
+    )

@@ -6,6 +6,7 @@ Every kernel here is *correlated* with the image (as cv2.filter2D does); ``flip`
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -191,6 +192,17 @@ def adjust_kernels(
     return kernels
 
 
+def safe_name(name: str) -> str:
+    """A kernel or stack name made safe for a file name: outside ``[A-Za-z0-9_.-]`` -> ``-``.
+
+    Examples
+    --------
+    >>> safe_name("gaussian:5:1.4")
+    'gaussian-5-1.4'
+    """
+    return re.sub(r"[^A-Za-z0-9_.-]", "-", name)
+
+
 def kernel_names() -> list[str]:
     """The names of the built-in bank, in the order they are listed."""
     return list(BANK)
@@ -327,6 +339,7 @@ def motion_kernel(name: str, size: str, angle: str = "0", *extra: str) -> Kernel
     along = x * dx + y * dy
     across = np.abs(-x * dy + y * dx)
     weights = np.clip(1 - across, 0, 1) * np.clip(n / 2 - np.abs(along) + 0.5, 0, 1)
+    weights[weights < 1e-9] = 0.0  # round-off of cos/sin, not part of the line
     return Kernel(
         name, weights / weights.sum(), description=f"motion blur, {n} px at {degrees:g} degrees"
     )

@@ -6,7 +6,6 @@ This is the work of ``convkit apply`` for a single image, as a library call that
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -24,7 +23,7 @@ from convkit.imageio import (
     refuse_overwriting_inputs,
     write_atomic,
 )
-from convkit.kernels import Kernel
+from convkit.kernels import Kernel, safe_name
 from convkit.padding import Padding
 from convkit.postprocess import to_image
 from convkit.stack import Stack, run_stack
@@ -108,11 +107,6 @@ class ImageReport:
     @property
     def rows(self) -> list[BackendRow]:
         return [row for result in self.results for row in result.rows]
-
-
-def safe_name(name: str) -> str:
-    """A kernel or stack name made safe for a file name: outside ``[A-Za-z0-9_.-]`` -> ``-``."""
-    return re.sub(r"[^A-Za-z0-9_.-]", "-", name)
 
 
 def output_paths(
@@ -356,7 +350,10 @@ def _comparison(
         (f"{b}  {timings[b].median_ms:.1f} ms", _render(responses[b], color, alpha, shown))
         for b in responses
     ]
-    picture = comparison_png(color, panels, responses, reference, _title(kernel, settings))
+    drawn = kernel if isinstance(kernel, Kernel) else None  # a stack's steps label its panels
+    picture = comparison_png(
+        color, panels, responses, reference, _title(kernel, settings), kernel=drawn
+    )
     return encode_image(picture)
 
 
