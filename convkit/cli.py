@@ -318,6 +318,36 @@ def verify(image_path, backends, tolerance, quiet):
 
 
 @main.command()
+@click.option(
+    "--out",
+    "-o",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default="convkit-demo",
+    show_default=True,
+    help="Where the figures go.",
+)
+def demo(out_dir):
+    """Reproduce the tutorials' worked examples: print the numbers, write the figures.
+
+    Example: convkit demo --out convkit-demo
+    """
+    from convkit.console import Screen
+    from convkit.demo import run_demo
+    from convkit.imageio import encode_image, write_atomic
+
+    screen = Screen()
+    for section in run_demo():
+        screen.heading(section.title)
+        for line in section.lines:
+            screen.line(line)
+        if section.figure is not None:
+            path = write_atomic(out_dir / section.figure_name, encode_image(section.figure))
+            screen.line(f"wrote {path}")
+        screen.line("")
+
+
+@main.command()
 @click.argument("names", nargs=-1)
 @click.option("--png", "png_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Also draw each kernel as a heatmap, DIR/<name>.png.")  # fmt: skip

@@ -61,6 +61,15 @@ class Screen:
 
         self.out.print(Text(text))
 
+    def heading(self, text: str) -> None:
+        if self.quiet:
+            return
+        from rich.text import Text
+
+        self.out.print(Text(text, style="bold" if self.decorated else ""))
+        if not self.decorated:
+            self.out.print(Text("-" * len(text)))
+
     def error(self, text: str) -> None:
         from rich.text import Text
 
