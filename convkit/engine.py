@@ -132,8 +132,11 @@ def convolve_exact(
     check_fits(image.shape, kernel, padding)
     if flip:
         kernel = kernel.flipped()
-    dtype = working_dtype(image.dtype, kernel.weights, padding.cval, kernel.offset)
-    if image.ndim == 3 and KNOWN_BACKENDS[name].multichannel and image.shape[2] <= 4:
+    spec = KNOWN_BACKENDS[name]
+    dtype = np.dtype(np.float64)
+    if spec.direct:
+        dtype = working_dtype(image.dtype, kernel.weights, padding.cval, kernel.offset)
+    if image.ndim == 3 and spec.multichannel and image.shape[2] <= 4:
         # One call over all channels: no per-channel copies, no stacking.
         planes = np.ascontiguousarray(image, dtype=dtype)
         response = correlate(planes, kernel.weights, kernel.anchor, padding, progress)

@@ -32,6 +32,8 @@ class Backend:
     requires: str | None = None
     # Takes (H, W, C) images with up to 4 channels in one call, as OpenCV does.
     multichannel: bool = False
+    # Sums products directly, so exact integer sums stay exact in float32 (FFT does not).
+    direct: bool = True
     # A function registered directly (see `register_backend`) instead of a module's.
     function: CorrelateFn | None = None
 
@@ -49,6 +51,20 @@ KNOWN_BACKENDS: dict[str, Backend] = {
             "OpenCV cv2.filter2D",
             requires="cv2",
             multichannel=True,
+        ),  # fmt: skip
+        Backend(
+            "numpy",
+            "convkit.backends.numpy_shift",
+            "numpy shift-and-add over the taps",
+            multichannel=True,
+        ),  # fmt: skip
+        Backend(
+            "fft",
+            "convkit.backends.fft",
+            "scipy.fft FFT convolution (large kernels)",
+            requires="scipy",
+            multichannel=True,
+            direct=False,
         ),  # fmt: skip
     )
 }
