@@ -362,3 +362,44 @@ def test_imagemagick_origin_moves_the_response(backend):
     assert_exact(
         backend, convolve(row, kernel, padding="constant", backend=backend), [[5, 0, 0, 0, 0]]
     )
+
+
+# --- separable kernels and auto -------------------------------------------------------------
+
+separable_kernels = st.tuples(
+    arrays(np.float64, st.integers(2, 7), elements=st.integers(-9, 9).map(float)),
+    arrays(np.float64, st.integers(2, 7), elements=st.integers(-9, 9).map(float)),
+).map(lambda parts: np.outer(*parts))
+
+
+@pytest.mark.parametrize("backend_name", BACKENDS)
+@settings(max_examples=60, deadline=None)
+@given(image=images, weights=separable_kernels, mode=scipy_modes, flip=st.booleans())
+def test_separable_kernels_equal_scipy(backend_name, image, weights, mode, flip):
+    """filter2d takes its sepFilter2D path for these: two 1-D passes."""
+    result = convolve(image, weights, padding=mode, backend=backend_name, flip=flip)
+    oracle = ndi.convolve if flip else ndi.correlate
+    expected = oracle(image, weights, mode=SCIPY_MODE[mode])
+    _assert_agrees(result, expected, weights, image, backend_name)
+
+
+def test_separable_factors_are_exact_for_box_and_sobel():
+    from convkit.backends.filter2d import separable_factors
+
+    column, row = separable_factors(get_kernel("sobel_x").weights)
+    np.testing.assert_array_equal(np.outer(column, row), get_kernel("sobel_x").weights)
+    column, row = separable_factors(get_kernel("small_blur").weights)
+    np.testing.assert_array_equal(np.outer(column, row), get_kernel("small_blur").weights)
+    assert separable_factors(get_kernel("sharpen").weights) is None
+    assert separable_factors(get_kernel("motion:9:30").weights) is None
+
+
+def test_auto_picks_fft_only_for_huge_non_separable_kernels():
+    from convkit.backends.auto import FFT_MIN_SIDE, choose
+
+    rng = np.random.default_rng(0)
+    assert choose(get_kernel("sharpen").weights) == "filter2d"
+    assert choose(get_kernel("large_blur").weights) == "filter2d"
+    assert choose(rng.random((FFT_MIN_SIDE - 1,) * 2)) == "filter2d"
+    assert choose(rng.random((FFT_MIN_SIDE,) * 2)) == "fft"
+    assert choose(np.ones((FFT_MIN_SIDE + 10,) * 2)) == "filter2d"  # separable

@@ -65,6 +65,13 @@ KNOWN_BACKENDS: dict[str, Backend] = {
             requires="scipy",
             multichannel=True,
             direct=False,
+        ),
+        Backend(
+            "auto",
+            "convkit.backends.auto",
+            "the fastest of the above for the kernel",
+            requires="cv2",
+            multichannel=True,
         ),  # fmt: skip
     )
 }

@@ -1,4 +1,4 @@
-"""OpenCV's cv2.filter2D in float64.
+"""OpenCV: cv2.sepFilter2D for separable kernels, cv2.filter2D for the rest.
 
 filter2D correlates (it does not flip the kernel) and takes the anchor as (x, y). Borders it
 can do exactly are left to it; the rest (``wrap``, ``valid``, a non-zero constant, pads as wide
@@ -12,6 +12,9 @@ import numpy as np
 
 from convkit.padding import Padding, cv2_border, output_shape, pad_image
 
+# A kernel is separable when its second singular value is this small against the first.
+SEPARABLE_RTOL = 1e-12
+
 
 def correlate(
     image: np.ndarray,
@@ -20,18 +23,49 @@ def correlate(
     padding: Padding,
     progress=None,
 ) -> np.ndarray:
-    """Correlate a float image, (H, W) or (H, W, C<=4), with ``weights`` through filter2D.
+    """Correlate a float image, (H, W) or (H, W, C<=4), with ``weights`` through OpenCV.
 
     Computes in the image's float type (float32 or float64) and returns that type.
     """
     ay, ax = anchor
-    depth = cv2.CV_32F if image.dtype == np.float32 else cv2.CV_64F
-    weights = weights.astype(image.dtype, copy=False)
     border = cv2_border(padding, image.shape, weights.shape, anchor)
     if border is not None:
-        return cv2.filter2D(image, depth, weights, anchor=(ax, ay), borderType=border)
+        return _filter(image, weights, anchor, border)
     padded = np.ascontiguousarray(pad_image(image, weights.shape, anchor, padding))
     # Every kept pixel reads only inside `padded`, so the border type used here never matters.
-    full = cv2.filter2D(padded, depth, weights, anchor=(ax, ay), borderType=cv2.BORDER_CONSTANT)
+    full = _filter(padded, weights, anchor, cv2.BORDER_CONSTANT)
     out_height, out_width = output_shape(image.shape, weights.shape, padding.mode)
     return full[ay : ay + out_height, ax : ax + out_width]
+
+
+def _filter(image: np.ndarray, weights: np.ndarray, anchor: tuple[int, int], border: int):
+    """sepFilter2D for a separable kernel in float64 (two 1-D passes), else filter2D.
+
+    In float32 the engine only computes where the sums are exact integers; SVD factors are
+    not integers, so there filter2D keeps the 2-D integer weights.
+    """
+    ay, ax = anchor
+    depth = cv2.CV_32F if image.dtype == np.float32 else cv2.CV_64F
+    factors = separable_factors(weights) if image.dtype == np.float64 else None
+    if factors is not None:
+        column, row = factors
+        return cv2.sepFilter2D(image, depth, row, column, anchor=(ax, ay), borderType=border)
+    weights = weights.astype(image.dtype, copy=False)
+    return cv2.filter2D(image, depth, weights, anchor=(ax, ay), borderType=border)
+
+
+def separable_factors(weights: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """(column, row) with ``outer(column, row) == weights`` for a rank-1 kernel, else None.
+
+    The rank comes from the SVD; the factors from the kernel itself, through its largest
+    weight p at (i, j): the column under p, and p's row divided by p. Box and integer
+    kernels then factor exactly (1/49 times ones, [-1, -2, -1] and [1, 0, -1]), where the
+    SVD's square roots would not. 1-row and 1-column kernels are left to filter2D.
+    """
+    if min(weights.shape) == 1 or not weights.any():
+        return None
+    singular = np.linalg.svd(weights, compute_uv=False)
+    if singular[1] > SEPARABLE_RTOL * singular[0]:
+        return None
+    i, j = np.unravel_index(np.argmax(np.abs(weights)), weights.shape)
+    return weights[:, j].copy(), weights[i, :] / weights[i, j]
