@@ -73,6 +73,7 @@ def run_stack(
     backend: str,
     flip: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    precision: str = "float64",
 ) -> list[np.ndarray]:
     """Every step's float response, in order; the last one is the stack's."""
     responses = []
@@ -80,7 +81,7 @@ def run_stack(
     for step in stack.steps:
         if isinstance(step, Kernel):
             current = convolve_exact(current, step, padding, backend=backend, flip=flip,
-                                     progress=progress)  # fmt: skip
+                                     progress=progress, precision=precision)  # fmt: skip
         else:
             current = np.maximum(current, 0.0)
         responses.append(current)

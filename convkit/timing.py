@@ -11,8 +11,19 @@ import numpy as np
 
 T = TypeVar("T")
 
-# DESIGN §2: direct-sum backends agree within this many units of sum|K| * max|I|.
+# DESIGN §2: direct-sum backends agree within this many units of sum|K| * max|I|; FFT
+# round-off grows with the image, and float32 keeps about 7 digits.
 AGREEMENT_FACTOR = 1e-9
+FFT_AGREEMENT_FACTOR = 1e-6
+FLOAT32_AGREEMENT_FACTOR = 1e-5
+
+
+def agreement_factor(direct: bool = True, precision: str = "float64") -> float:
+    """How loose the agreement check is: by precision, then by whether every backend sums
+    products directly (``direct``) or one goes through an FFT."""
+    if precision == "float32":
+        return FLOAT32_AGREEMENT_FACTOR
+    return AGREEMENT_FACTOR if direct else FFT_AGREEMENT_FACTOR
 
 
 @dataclass(frozen=True)

@@ -403,3 +403,23 @@ def test_auto_picks_fft_only_for_huge_non_separable_kernels():
     assert choose(rng.random((FFT_MIN_SIDE - 1,) * 2)) == "filter2d"
     assert choose(rng.random((FFT_MIN_SIDE,) * 2)) == "fft"
     assert choose(np.ones((FFT_MIN_SIDE + 10,) * 2)) == "filter2d"  # separable
+
+
+# --- precision ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend_name", BACKENDS)
+def test_float32_precision_returns_float32_within_its_tolerance(backend_name, rng):
+    image = rng.integers(0, 256, size=(30, 40, 3)).astype(np.uint8)
+    weights = get_kernel("large_blur").weights
+    result = convolve(image, weights, backend=backend_name, precision="float32")
+    assert result.dtype == np.float32
+    for c in range(3):
+        expected = ndi.correlate(image[..., c].astype(float), weights, mode="nearest")
+        tolerance = agreement_tolerance(weights, image, 1e-5)
+        np.testing.assert_allclose(result[..., c], expected, rtol=0, atol=tolerance)
+
+
+def test_unknown_precision():
+    with pytest.raises(UsageError, match="unknown precision 'float16'"):
+        convolve(np.ones((3, 3)), get_kernel("identity"), precision="float16")
