@@ -322,6 +322,99 @@ def verify(image_path, backends, tolerance, quiet):
 
 @main.command()
 @click.option(
+    "--sizes",
+    default="512,2048",
+    show_default=True,
+    metavar="N,N,...",
+    help="Square image sizes to time.",
+)
+@click.option(
+    "--kernels",
+    "kernel_names",
+    default="sharpen,small_blur,large_blur,motion:21:30",
+    show_default=True,
+    metavar="NAME,NAME,...",
+    help="Kernels to time.",
+)
+@click.option(
+    "--backends",
+    "backend_names",
+    default=None,
+    metavar="NAME,NAME,...",
+    help="Backends to time. Default: every available one.",
+)
+@click.option(
+    "--repeat",
+    type=click.IntRange(min=1),
+    default=3,
+    show_default=True,
+    help="Runs per cell (the naive loop runs once).",
+)
+@click.option(
+    "--report",
+    "report_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write the cells to PATH.json or PATH.csv.",
+)
+@click.option(
+    "--plot",
+    "plot_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Draw time against kernel size as PATH.png (needs matplotlib).",
+)
+def bench(sizes, kernel_names, backend_names, repeat, report_path, plot_path):
+    """Time every backend over image sizes and kernels: median and min ms, and x fastest.
+
+    Example: convkit bench --sizes 512,2048 --kernels sharpen,large_blur
+    """
+    from convkit.bench import run_bench
+    from convkit.console import Screen
+    from convkit.kernel_files import resolve_kernel
+
+    sizes = _numbers(sizes, "--sizes")
+    kernels = [resolve_kernel(name, name) for name in _names(kernel_names)]
+    backends = _names(backend_names) if backend_names else None
+    if report_path is not None:
+        from convkit.report import check_report_path
+
+        check_report_path(report_path)
+    screen = Screen()
+    with screen.counter_progress("cells") as progress:
+        cells = run_bench(sizes, kernels, backends, repeat, progress)
+    screen.bench_table(cells)
+    if report_path is not None:
+        from convkit.report import BENCH_FIELDS, write_report
+
+        write_report([c.as_dict() for c in cells], report_path, __version__, BENCH_FIELDS)
+        screen.line(f"wrote {report_path}")
+    if plot_path is not None:
+        from convkit.bench import plot_bench
+
+        try:
+            plot_bench(cells, plot_path)
+            screen.line(f"wrote {plot_path}")
+        except ImportError:
+            screen.note('--plot needs matplotlib: pip install "convkit[plot]"')
+
+
+def _names(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _numbers(text: str, option: str) -> list[int]:
+    try:
+        values = [int(part) for part in _names(text)]
+    except ValueError:
+        raise UsageError(f"{option} {text!r}: give whole numbers separated by commas") from None
+    if not values or min(values) < 1 or max(values) > 16384:
+        raise UsageError(f"{option} {text!r}: sizes go from 1 to 16384")
+    return values
+
+
+@main.command()
+@click.option(
     "--out",
     "-o",
     "out_dir",

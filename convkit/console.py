@@ -156,6 +156,26 @@ class Screen:
                 f"than the tolerance {case.tolerance:.3g}"
             )
 
+    def bench_table(self, cells) -> None:
+        """size, kernel, backend, median, min, x fastest; extrapolated cells marked."""
+        from rich.table import Table
+
+        from convkit.bench import fastest_ratios
+
+        ratios = fastest_ratios(cells)
+        table = Table(box=_box(self.decorated), header_style="bold" if self.decorated else "")
+        for column in ("size", "kernel", "backend", "runs", "median ms", "min ms", "x fastest"):
+            table.add_column(column, justify="left" if column in ("kernel", "backend") else "right")
+        for c in cells:
+            mark = " (extrapolated)" if c.extrapolated else ""
+            ratio = ratios.get((c.size, c.kernel, c.backend))
+            table.add_row(
+                f"{c.size}x{c.size}", f"{c.kernel} {c.kernel_shape[0]}x{c.kernel_shape[1]}",
+                c.backend + mark, str(c.runs), f"{c.median_ms:.2f}", f"{c.min_ms:.2f}",
+                "-" if ratio is None else f"{ratio:.1f}x",
+            )  # fmt: skip
+        self.out.print(table)
+
     def kernel_list(self, kernels: Sequence[Kernel]) -> None:
         from rich.table import Table
 

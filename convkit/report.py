@@ -16,6 +16,9 @@ REPORT_FIELDS = (
     "runs", "median_ms", "min_ms", "max_abs_diff", "output",
 )  # fmt: skip
 REPORT_SUFFIXES = (".json", ".csv")
+BENCH_FIELDS = (
+    "size", "kernel", "kernel_shape", "backend", "runs", "median_ms", "min_ms", "extrapolated",
+)  # fmt: skip
 
 
 def check_report_path(path: str | Path) -> Path:
@@ -26,7 +29,9 @@ def check_report_path(path: str | Path) -> Path:
     return path
 
 
-def write_report(rows: Sequence[dict], path: str | Path, version: str) -> Path:
+def write_report(
+    rows: Sequence[dict], path: str | Path, version: str, fields: Sequence[str] = REPORT_FIELDS
+) -> Path:
     """Write ``rows`` as ``{"convkit": version, "rows": [...]}`` or as CSV with a header.
 
     In CSV, ``kernel_shape`` is written as ``kHxkW`` and a missing output as an empty cell.
@@ -36,7 +41,7 @@ def write_report(rows: Sequence[dict], path: str | Path, version: str) -> Path:
         text = json.dumps({"convkit": version, "rows": list(rows)}, indent=2) + "\n"
     else:
         buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=REPORT_FIELDS, lineterminator="\n")
+        writer = csv.DictWriter(buffer, fieldnames=list(fields), lineterminator="\n")
         writer.writeheader()
         for row in rows:
             flat = dict(row)

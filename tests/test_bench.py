@@ -1,0 +1,70 @@
+"""`convkit bench`: cells for every size x kernel x backend, naive extrapolated when large."""
+
+import json
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+import convkit.bench as bench
+from convkit.cli import main
+from convkit.kernels import get_kernel
+
+
+def test_every_cell_is_timed_and_large_naive_cells_are_extrapolated(monkeypatch):
+    monkeypatch.setattr(bench, "NAIVE_MAX_PIXELS", 40 * 40)
+    kernels = [get_kernel("sharpen"), get_kernel("box:5")]
+    cells = bench.run_bench([32, 64], kernels, ["naive", "filter2d"], repeat=2)
+    assert [(c.size, c.kernel, c.backend) for c in cells] == [
+        (32, "sharpen", "naive"), (32, "sharpen", "filter2d"),
+        (32, "box:5", "naive"), (32, "box:5", "filter2d"),
+        (64, "sharpen", "naive"), (64, "sharpen", "filter2d"),
+        (64, "box:5", "naive"), (64, "box:5", "filter2d"),
+    ]  # fmt: skip
+    extrapolated = [c for c in cells if c.extrapolated]
+    assert [(c.size, c.backend) for c in extrapolated] == [(64, "naive"), (64, "naive")]
+    measured = {c.kernel: c for c in cells if c.backend == "naive" and c.size == 32}
+    for cell in extrapolated:  # 4x the pixels, 4x the measured cost per pixel
+        assert cell.median_ms == pytest.approx(measured[cell.kernel].median_ms * 4)
+    assert all(c.runs == 2 for c in cells if c.backend == "filter2d")
+
+
+def test_ratios_are_to_the_fastest_measured_cell():
+    cells = [
+        bench.BenchCell(8, "k", (3, 3), "a", 1, 2.0, 2.0),
+        bench.BenchCell(8, "k", (3, 3), "b", 1, 6.0, 6.0),
+        bench.BenchCell(8, "k", (3, 3), "naive", 0, 1.0, 1.0, extrapolated=True),
+    ]
+    assert bench.fastest_ratios(cells) == {
+        (8, "k", "a"): 1.0,
+        (8, "k", "b"): 3.0,
+        (8, "k", "naive"): 0.5,
+    }
+
+
+def test_bench_command_report_and_plot_hint(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if it were not installed
+    report = tmp_path / "bench.json"
+    args = ["--sizes", "32", "--kernels", "sharpen,gaussian:5", "--backends", "filter2d,numpy"]
+    args += ["--repeat", "1", "--report", str(report), "--plot", str(tmp_path / "p.png")]
+    result = CliRunner().invoke(main, ["bench", *args])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(report.read_text())["rows"]
+    assert [(r["kernel"], r["backend"]) for r in rows] == [
+        ("sharpen", "filter2d"), ("sharpen", "numpy"),
+        ("gaussian:5", "filter2d"), ("gaussian:5", "numpy"),
+    ]  # fmt: skip
+    assert 'note: --plot needs matplotlib: pip install "convkit[plot]"' in result.output
+    assert not (tmp_path / "p.png").exists()
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--sizes", "a,b"], "give whole numbers"),
+    (["--sizes", "0"], "sizes go from 1 to 16384"),
+    (["--kernels", "sobelx"], "did you mean sobel_x"),
+    (["--backends", "cuda"], "unknown backend 'cuda'"),
+])  # fmt: skip
+def test_bench_bad_options(args, message):
+    result = CliRunner().invoke(main, ["bench", "--sizes", "16", *args])
+    assert result.exit_code == 2
+    assert message in result.output
