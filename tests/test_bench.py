@@ -68,3 +68,12 @@ def test_bench_bad_options(args, message):
     result = CliRunner().invoke(main, ["bench", "--sizes", "16", *args])
     assert result.exit_code == 2
     assert message in result.output
+
+
+def test_plot_draws_a_png(tmp_path):
+    pytest.importorskip("matplotlib", reason="--plot needs the optional matplotlib")
+    import cv2
+
+    cells = bench.run_bench([16, 32], [get_kernel("sharpen"), get_kernel("box:9")], ["filter2d"], 1)
+    bench.plot_bench(cells, tmp_path / "plot.png")
+    assert cv2.imread(str(tmp_path / "plot.png")).shape[:2] == (500, 800)
