@@ -39,14 +39,15 @@ def correlate(
 
 
 def _filter(image: np.ndarray, weights: np.ndarray, anchor: tuple[int, int], border: int):
-    """sepFilter2D for a separable kernel in float64 (two 1-D passes), else filter2D.
+    """sepFilter2D for a separable kernel (two 1-D passes), else filter2D.
 
-    In float32 the engine only computes where the sums are exact integers; SVD factors are
-    not integers, so there filter2D keeps the 2-D integer weights.
+    Integer weights in float32 are the engine's exact path, whose sums must stay integers:
+    they keep filter2D and their 2-D integer weights.
     """
     ay, ax = anchor
     depth = cv2.CV_32F if image.dtype == np.float32 else cv2.CV_64F
-    factors = separable_factors(weights) if image.dtype == np.float64 else None
+    exact_path = image.dtype == np.float32 and np.all(weights == np.round(weights))
+    factors = None if exact_path else separable_factors(weights)
     if factors is not None:
         column, row = factors
         return cv2.sepFilter2D(image, depth, row, column, anchor=(ax, ay), borderType=border)
