@@ -24,8 +24,8 @@ from convkit.imageio import (
     write_atomic,
 )
 from convkit.kernels import Kernel, safe_name
-from convkit.padding import Padding
-from convkit.postprocess import to_image
+from convkit.padding import Padding, output_shape, pad_image
+from convkit.postprocess import output_dtype, to_image
 from convkit.stack import Stack, run_stack
 from convkit.timing import (
     Timing,
@@ -249,10 +249,20 @@ def apply_image(
     report = ImageReport(source.name, color.shape, backends, notes=[note] if note else [])
     for kernel, (output, compare) in zip(kernels, planned, strict=True):
         alpha_k = crop_alpha(alpha, kernel, settings.padding, settings.flip)
-        responses, timings, layers = _run_backends(color, kernel, backends, settings, progress)
-        reference = "naive" if "naive" in responses else backends[0]
+        if can_stream(color, kernel, backends, settings):
+            image_out, timing = run_timed(
+                backends[0], lambda k=kernel: stream(color, k, backends[0], settings),
+                settings.repeat,
+            )  # fmt: skip
+            responses, timings, layers = {}, {backends[0]: timing}, {}
+            image_out = attach_alpha(image_out, alpha_k)
+        else:
+            responses, timings, layers = _run_backends(color, kernel, backends, settings, progress)
+        reference = "naive" if "naive" in backends else backends[0]
         fastest = min(backends, key=lambda b: timings[b].median_ms)
-        encoded = _encode(_render(responses[fastest], color, alpha_k, settings), settings)
+        if responses:
+            image_out = _render(responses[fastest], color, alpha_k, settings)
+        encoded = _encode(image_out, settings)
         if output is None:
             report.stdout_bytes = encoded
         else:
@@ -283,7 +293,7 @@ def apply_image(
                 median_ms=timings[b].median_ms,
                 min_ms=timings[b].min_ms,
                 max_abs_diff=0.0
-                if b == reference
+                if b == reference or not responses
                 else max_abs_diff(responses[b], responses[reference]),
                 output=str(output) if b == fastest and output is not None else None,
             )
@@ -294,6 +304,59 @@ def apply_image(
         tolerance = agreement_tolerance(_abs_sum(kernel), color, factor)
         report.results.append(KernelResult(kernel, rows, reference, tolerance, output, compare))
     return report
+
+
+# Rows of float response held at once when streaming: about this many bytes.
+STRIP_BYTES = 8 * 2**20
+
+
+def can_stream(
+    color: np.ndarray, kernel: Kernel | Stack, backends: tuple[str, ...], settings: ApplySettings
+) -> bool:
+    """Whether the image can be filtered in strips of rows, never holding a whole float copy.
+
+    That is when nothing needs the whole response: one fast backend, no comparison, a
+    per-pixel rescale policy, one kernel, and a border constant the image's type can hold.
+    """
+    if len(backends) != 1 or backends[0] == "naive" or settings.compare:
+        return False
+    if not isinstance(kernel, Kernel) or settings.rescale not in ("clip", "abs"):
+        return False
+    if settings.padding.mode == "constant" and color.dtype.kind in "ui":
+        info = np.iinfo(color.dtype)
+        cval = settings.padding.cval
+        return cval == round(cval) and info.min <= cval <= info.max
+    return True
+
+
+def stream(
+    color: np.ndarray,
+    kernel: Kernel,
+    backend: str,
+    settings: ApplySettings,
+    strip_bytes: int = STRIP_BYTES,
+) -> np.ndarray:
+    """Filter and post-process in strips of rows: the output image, without a whole float copy.
+
+    The image is padded once (in its own type), then each strip of output rows is the
+    ``valid`` correlation of its rows plus a halo of kH - 1, turned into pixels at once.
+    Peak memory: about the image, its padded copy, the output and one strip of floats.
+    """
+    if settings.flip:
+        kernel = kernel.flipped()
+    padded = pad_image(color, kernel.shape, kernel.anchor, settings.padding)
+    height, width = output_shape(color.shape, kernel.shape, settings.padding.mode)
+    channels = color.shape[2] if color.ndim == 3 else 1
+    out = np.empty((height, width) + color.shape[2:], dtype=output_dtype(color))
+    rows = max(1, strip_bytes // (width * channels * 8))
+    halo = kernel.shape[0] - 1
+    for top in range(0, height, rows):
+        bottom = min(height, top + rows)
+        response = convolve_exact(padded[top : bottom + halo], kernel, "valid", backend=backend,
+                                  precision=settings.precision)  # fmt: skip
+        out[top:bottom] = to_image(response, color, settings.rescale, settings.bias,
+                                   settings.activation)  # fmt: skip
+    return out
 
 
 def _run_backends(
