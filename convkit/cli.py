@@ -216,7 +216,7 @@ def apply(image_values, recursive, kernel_values, kernel_files, stacks, normaliz
     if to_stdout:
         _check_stdout_run(inputs, kernels, rescale)
     # With --out - standard output carries the image: everything else goes to stderr.
-    screen = Screen(quiet=quiet, stdout=click.get_text_stream("stderr") if to_stdout else None)
+    screen = Screen(quiet=quiet, stdout=sys.stderr if to_stdout else None)
     for warning in (w for k in kernels for w in k.warnings):
         screen.note(warning)
     if len(inputs.images) == 1 and not inputs.skipped:
@@ -241,7 +241,7 @@ def _apply_one(screen, image, kernels, settings):
         report = apply_image(image, kernels, settings, progress)
     screen.image_report(report)
     if report.stdout_bytes is not None:
-        stream = click.get_binary_stream("stdout")
+        stream = sys.stdout.buffer
         stream.write(report.stdout_bytes)
         stream.flush()
     return report.rows
@@ -270,7 +270,7 @@ def _check_stdout_run(inputs, kernels, rescale: str) -> None:
 
 
 def _stdin_bytes() -> bytes:
-    return click.get_binary_stream("stdin").read()
+    return sys.stdin.buffer.read()
 
 
 @main.command()
