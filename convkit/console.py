@@ -13,14 +13,14 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
-from convkit.batch import BatchReport
-from convkit.kernels import Kernel
-from convkit.pipeline import BackendRow, ImageReport
-from convkit.verify import VerifyReport
-
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # for annotations only: the command being run has imported what it needs
     from rich.console import Console
     from rich.table import Table
+
+    from convkit.batch import BatchReport
+    from convkit.kernels import Kernel
+    from convkit.pipeline import BackendRow, ImageReport
+    from convkit.verify import VerifyReport
 
 # rich is imported where it is used, so that a --quiet run that succeeds never loads it.
 
