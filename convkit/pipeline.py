@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from convkit.backends import KNOWN_BACKENDS, check_backend_name, get_backend
-from convkit.engine import check_fits, convolve_exact
+from convkit.engine import check_fits, convolve_exact, working_dtype
 from convkit.imageio import (
     DEFAULT_MAX_PIXELS,
     ImageSource,
@@ -329,6 +329,23 @@ def can_stream(
     return True
 
 
+def saturates_exactly(
+    color: np.ndarray, kernel: Kernel, backend: str, settings: ApplySettings
+) -> bool:
+    """Whether OpenCV can write the clipped image in one pass, bit for bit what the float
+    path gives: integer sums that float32 holds exactly, clipped, nothing in between."""
+    plain = settings.rescale == "clip" and not settings.bias and settings.activation is None
+    small = color.ndim == 2 or color.shape[2] <= 4
+    exact = working_dtype(color.dtype, kernel.weights, settings.padding.cval, kernel.offset)
+    return (
+        backend in ("filter2d", "auto")
+        and plain
+        and small
+        and settings.precision == "float64"
+        and exact == np.float32
+    )
+
+
 def stream(
     color: np.ndarray,
     kernel: Kernel,
@@ -344,6 +361,10 @@ def stream(
     """
     if settings.flip:
         kernel = kernel.flipped()
+    if saturates_exactly(color, kernel, backend, settings):
+        from convkit.backends.filter2d import correlate_saturated
+
+        return correlate_saturated(color, kernel.weights, kernel.anchor, settings.padding)
     padded = pad_image(color, kernel.shape, kernel.anchor, settings.padding)
     height, width = output_shape(color.shape, kernel.shape, settings.padding.mode)
     channels = color.shape[2] if color.ndim == 3 else 1

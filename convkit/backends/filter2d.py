@@ -27,13 +27,39 @@ def correlate(
 
     Computes in the image's float type (float32 or float64) and returns that type.
     """
+    return _with_borders(image, weights, anchor, padding, _filter)
+
+
+def correlate_saturated(
+    image: np.ndarray, weights: np.ndarray, anchor: tuple[int, int], padding: Padding
+) -> np.ndarray:
+    """filter2D from an 8- or 16-bit image straight to its own type: each response rounded
+    half to even and clipped to the type's range, in one pass with no float image.
+
+    OpenCV sums in float32 and rounds with cvRound, so this equals convkit's exact float path
+    followed by ``rescale="clip"`` only where every sum is an exact integer below 2**24 and
+    the kernel is small enough for direct summation (`convkit.engine.working_dtype`
+    decides); the caller must check that.
+    """
+
+    def saturate(image, weights, anchor, border):
+        ay, ax = anchor
+        kernel = weights.astype(np.float32)
+        return cv2.filter2D(image, -1, kernel, anchor=(ax, ay), borderType=border)
+
+    return _with_borders(np.ascontiguousarray(image), weights, anchor, padding, saturate)
+
+
+def _with_borders(image, weights, anchor, padding, run):
+    """``run(image, weights, anchor, border)`` with OpenCV's own border where it is exact,
+    else on the image padded by the shared step, cropped back."""
     ay, ax = anchor
     border = cv2_border(padding, image.shape, weights.shape, anchor)
     if border is not None:
-        return _filter(image, weights, anchor, border)
+        return run(image, weights, anchor, border)
     padded = np.ascontiguousarray(pad_image(image, weights.shape, anchor, padding))
     # Every kept pixel reads only inside `padded`, so the border type used here never matters.
-    full = _filter(padded, weights, anchor, cv2.BORDER_CONSTANT)
+    full = run(padded, weights, anchor, cv2.BORDER_CONSTANT)
     out_height, out_width = output_shape(image.shape, weights.shape, padding.mode)
     return full[ay : ay + out_height, ax : ax + out_width]
 
