@@ -212,7 +212,7 @@ def apply(image_values, recursive, kernel_values, kernel_files, stacks, normaliz
         from convkit.report import check_report_path
 
         check_report_path(report_path)
-    inputs = expand_inputs(image_values, recursive, read_stdin=lambda: _stdin_bytes())
+    inputs = expand_inputs(image_values, recursive, read_stdin=_stdin_bytes)
     if to_stdout:
         _check_stdout_run(inputs, kernels, rescale)
     # With --out - standard output carries the image: everything else goes to stderr.
