@@ -25,6 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from common import compile_convkit, convkit_command
+
 ROOT = Path(__file__).resolve().parent.parent
 PHOTO = ROOT / "sample_images" / "astronaut.png"  # 512x512 colour
 SHARPEN_MAGICK = "3x3: 0,-1,0 -1,5,-1 0,-1,0"
@@ -62,16 +64,6 @@ def fresh(folder: Path) -> Path:
     return folder
 
 
-def compile_convkit() -> None:
-    """Byte-compile convkit as a regular pip install does, so that no run pays for compiling
-    its modules (an editable install under PYTHONDONTWRITEBYTECODE never caches them)."""
-    import compileall
-
-    import convkit
-
-    compileall.compile_dir(Path(convkit.__file__).parent, quiet=1)
-
-
 def main() -> None:
     compile_convkit()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -80,12 +72,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
 
-    # The console script beside this interpreter: a version manager's shim on PATH (pyenv's
-    # is a bash script) would add its own start-up to every convkit run but not to python's.
-    beside = Path(sys.executable).parent / "convkit"
-    convkit = str(beside) if beside.exists() else shutil.which("convkit")
-    if convkit is None:
-        sys.exit("convkit is not installed: pip install -e .")
+    convkit = convkit_command()
     mogrify = shutil.which("mogrify")
     work = Path(tempfile.mkdtemp(prefix="convkit-bench-"))
     images = fresh(work / "in")

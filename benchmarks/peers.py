@@ -28,6 +28,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from common import compile_convkit, convkit_command
 
 import convkit
 
@@ -107,8 +108,7 @@ ONE_SHOT = (
 
 
 def process_table(runs: int) -> None:
-    beside = Path(sys.executable).parent / "convkit"  # not a version manager's shim
-    convkit_bin = str(beside) if beside.exists() else shutil.which("convkit")
+    convkit_bin = convkit_command()
     vips, magick = shutil.which("vips"), shutil.which("convert")
     for tool, name in ((vips, "vips (libvips-tools)"), (magick, "ImageMagick's convert")):
         if tool is None:
@@ -170,16 +170,6 @@ def process_table(runs: int) -> None:
         print(f"| {image_name} | {kernel_name} | {med['convkit'] / med['one-shot']:.2f}x | "
               f"{vips_ratio} | {magick_ratio} |")  # fmt: skip
     shutil.rmtree(work, ignore_errors=True)
-
-
-def compile_convkit() -> None:
-    """Byte-compile convkit as a regular pip install does, so that no run pays for compiling
-    its modules (an editable install under PYTHONDONTWRITEBYTECODE never caches them)."""
-    import compileall
-
-    import convkit
-
-    compileall.compile_dir(Path(convkit.__file__).parent, quiet=1)
 
 
 def main() -> None:

@@ -22,6 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from common import compile_convkit, convkit_command
+
 ROOT = Path(__file__).resolve().parent.parent
 PHOTO = ROOT / "sample_images" / "astronaut.png"
 ONE_SHOT = (
@@ -31,25 +33,12 @@ ONE_SHOT = (
 )
 
 
-def compile_convkit() -> None:
-    """Byte-compile convkit as a regular pip install does, so that no run pays for compiling
-    its modules (an editable install under PYTHONDONTWRITEBYTECODE never caches them)."""
-    import compileall
-
-    import convkit
-
-    compileall.compile_dir(Path(convkit.__file__).parent, quiet=1)
-
-
 def main() -> None:
     compile_convkit()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=20)
     args = parser.parse_args()
-    beside = Path(sys.executable).parent / "convkit"  # not a version manager's shim
-    convkit = str(beside) if beside.exists() else shutil.which("convkit")
-    if convkit is None:
-        sys.exit("convkit is not installed: pip install -e .")
+    convkit = convkit_command()
     out = Path(tempfile.mkdtemp(prefix="convkit-startup-"))
     python = sys.executable
     commands = {
