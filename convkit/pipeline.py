@@ -39,6 +39,7 @@ from convkit.timing import (
 NAIVE_SECONDS_PER_SAMPLE = 3e-6
 NAIVE_BUDGET_SECONDS = 10.0
 DEFAULT_BACKENDS = ("naive", "filter2d")
+BATCH_BACKEND = "auto"
 
 # progress(label, done, total)
 ProgressFn = Callable[[str, int, int], None]
@@ -140,15 +141,16 @@ def choose_backends(
 
     Backends the user named are always run. By default a single image runs the naive loop
     beside filter2d unless its estimated time exceeds `NAIVE_BUDGET_SECONDS`; a batch of
-    several images leaves it out (it would cost seconds per image).
+    several images runs `auto` alone (the naive loop would cost seconds per image).
     """
     if requested:
         names = tuple(dict.fromkeys(check_backend_name(b) for b in requested))
         return names, None
     fast = tuple(b for b in DEFAULT_BACKENDS if b != "naive")
     force = "add --backend naive --backend filter2d to run it anyway"
-    if image_count > 1:
-        return fast, f"naive backend left out of a batch of {image_count} images ({force})"
+    if image_count > 1:  # DESIGN §4: batches run `auto`, the fastest for each kernel
+        note = f"batch of {image_count} images: backend auto, naive left out ({force})"
+        return (BATCH_BACKEND,), note
     samples = int(np.prod(image_shape))
     estimate = samples * NAIVE_SECONDS_PER_SAMPLE * kernel_count * repeat
     if estimate <= NAIVE_BUDGET_SECONDS:

@@ -336,3 +336,12 @@ def test_workers_start_safely_after_opencv_has_run(folder, tmp_path):
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["3", "0"]
+
+
+def test_a_batch_runs_auto_by_default(folder, tmp_path):
+    report = tmp_path / "r.json"
+    result = run("apply", "-i", folder, "-k", "sharpen", "--no-compare", "-o", tmp_path / "o",
+                 "--report", report)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert {row["backend"] for row in json.loads(report.read_text())["rows"]} == {"auto"}
+    assert "note: batch of 3 images: backend auto, naive left out" in result.output
