@@ -203,11 +203,6 @@ def safe_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "-", name)
 
 
-def kernel_names() -> list[str]:
-    """The names of the built-in bank, in the order they are listed."""
-    return list(BANK)
-
-
 def get_kernel(name: str) -> Kernel:
     """Return the built-in kernel called ``name``.
 
