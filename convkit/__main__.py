@@ -1,3 +1,3 @@
-from convkit.cli import main
+from convkit.cli import run
 
-main(prog_name="convkit")
+run()

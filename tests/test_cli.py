@@ -197,6 +197,45 @@ def test_module_entry_point():
     assert done.returncode == 0 and "convkit, version 0.1.0" in done.stdout
 
 
+def _entry_point(*args, **kwargs):
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "convkit", *map(str, args)]
+    return subprocess.run(command, capture_output=True, **kwargs)
+
+
+def test_entry_point_keeps_exit_codes_and_the_whole_output(photo, tmp_path):
+    """The console script leaves through os._exit: nothing printed or written may be lost."""
+    listing = _entry_point("kernels", text=True)
+    assert listing.returncode == 0
+    assert listing.stdout == run("kernels").output
+    unknown = _entry_point("apply", "-i", photo, "-k", "nope", text=True)
+    assert unknown.returncode == 2 and "unknown kernel 'nope'" in unknown.stderr
+    missing = _entry_point("apply", "-i", tmp_path / "none.png", "-k", "sharpen", text=True)
+    assert missing.returncode == 2 and "none.png" in missing.stderr
+    piped = _entry_point(
+        "apply", "-i", "-", "-k", "sharpen", "-b", "filter2d", "--out", "-",
+        input=photo.read_bytes(),
+    )  # fmt: skip
+    assert piped.returncode == 0
+    sharpen = np.array([[0, -1, 0], [-1, 5, -1], [0, -1, 0.0]])
+    expected = cv2.filter2D(cv2.imread(str(photo)), -1, sharpen, borderType=cv2.BORDER_REPLICATE)
+    decoded = cv2.imdecode(np.frombuffer(piped.stdout, np.uint8), cv2.IMREAD_UNCHANGED)
+    np.testing.assert_array_equal(decoded, expected)
+
+
+def test_entry_point_is_quiet_when_the_reader_goes_away():
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        f"{sys.executable} -m convkit kernels | head -c 10", shell=True, capture_output=True
+    )
+    assert done.returncode == 0 and len(done.stdout) == 10
+    assert b"Error" not in done.stderr and b"Traceback" not in done.stderr
+
+
 # --- bad input: one line, the documented exit code, nothing half-written -------------------
 
 
