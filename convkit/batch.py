@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from convkit.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_RUN_ERROR, ConvkitError, UsageError
 from convkit.imageio import ImageSource, refuse_overwriting_inputs
@@ -137,8 +138,7 @@ def check_outputs(
     )
 
 
-@dataclass(frozen=True)
-class Failure:
+class Failure(NamedTuple):
     """An image that could not be processed, and the one-line reason."""
 
     image: str

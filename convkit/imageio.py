@@ -10,8 +10,8 @@ import contextlib
 import io
 import os
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -21,8 +21,7 @@ from convkit.errors import ImageReadError, ImageWriteError, UsageError
 DEFAULT_MAX_PIXELS = 178_956_970
 
 
-@dataclass(frozen=True)
-class ImageSource:
+class ImageSource(NamedTuple):
     """One input image: a file, or bytes read from standard input.
 
     ``subfolder`` is where its outputs go under ``--out`` (a folder walked with

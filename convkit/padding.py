@@ -5,15 +5,14 @@ Nowhere else in convkit spells a border constant: backends ask this module.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
 from convkit.errors import UsageError
 
 
-@dataclass(frozen=True)
-class PaddingMode:
+class PaddingMode(NamedTuple):
     """How one padding mode is spelled by each library.
 
     ``cv2_border`` is the name of the ``cv2.BORDER_*`` constant, or None where filter2D
@@ -53,8 +52,7 @@ PADDING_ALIASES: dict[str, str] = {
 DEFAULT_PADDING = "replicate"
 
 
-@dataclass(frozen=True)
-class Padding:
+class Padding(NamedTuple):
     """A resolved padding mode and the constant used by ``constant``."""
 
     mode: str = DEFAULT_PADDING

@@ -7,8 +7,9 @@ This is the work of ``convkit apply`` for a single image, as a library call that
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -45,11 +46,10 @@ BATCH_BACKEND = "auto"
 ProgressFn = Callable[[str, int, int], None]
 
 
-@dataclass(frozen=True)
-class ApplySettings:
+class ApplySettings(NamedTuple):
     """Everything ``apply`` needs besides the image and the kernels."""
 
-    padding: Padding = field(default_factory=Padding)
+    padding: Padding = Padding()
     backends: tuple[str, ...] | None = None  # None: the defaults, naive left out when slow
     flip: bool = False
     gray: bool = False
@@ -63,8 +63,7 @@ class ApplySettings:
     max_pixels: int | None = DEFAULT_MAX_PIXELS
 
 
-@dataclass(frozen=True)
-class BackendRow:
+class BackendRow(NamedTuple):
     """One (image, kernel, backend) row of the timing table and the report."""
 
     image: str
@@ -80,13 +79,12 @@ class BackendRow:
     output: str | None
 
     def as_dict(self) -> dict:
-        row = dict(self.__dict__)
+        row = self._asdict()
         row["kernel_shape"] = list(self.kernel_shape)
         return row
 
 
-@dataclass(frozen=True)
-class KernelResult:
+class KernelResult(NamedTuple):
     """What one kernel produced on one image."""
 
     kernel: Kernel
@@ -439,7 +437,7 @@ def _comparison(
     intermediate feature maps come first, each labelled with its step."""
     from convkit.compare import comparison_png
 
-    shown = settings if settings.rescale != "none" else replace(settings, rescale="minmax")
+    shown = settings if settings.rescale != "none" else settings._replace(rescale="minmax")
     panels = []
     if isinstance(kernel, Stack):
         for i, (step, layer) in enumerate(zip(kernel.steps[:-1], layers[:-1], strict=True)):

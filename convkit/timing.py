@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 import numpy as np
 
@@ -26,8 +25,7 @@ def agreement_factor(direct: bool = True, precision: str = "float64") -> float:
     return AGREEMENT_FACTOR if direct else FFT_AGREEMENT_FACTOR
 
 
-@dataclass(frozen=True)
-class Timing:
+class Timing(NamedTuple):
     """Wall-clock times of repeated runs of one backend, in seconds."""
 
     backend: str

@@ -10,8 +10,8 @@ from __future__ import annotations
 import importlib
 import importlib.util
 from collections.abc import Callable
-from dataclasses import dataclass
 from functools import cache
+from typing import NamedTuple
 
 import numpy as np
 
@@ -22,8 +22,7 @@ Progress = Callable[[int, int], None]
 CorrelateFn = Callable[..., np.ndarray]
 
 
-@dataclass(frozen=True)
-class Backend:
+class Backend(NamedTuple):
     """One registered backend: where its function lives and what it needs."""
 
     name: str
