@@ -13,7 +13,6 @@ import os
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
@@ -34,12 +33,12 @@ STDIN = "-"
 DoneFn = Callable[[int, int], None]
 
 
-@dataclass
 class Inputs:
     """The images a run will read, and the other files found in folders and skipped."""
 
-    images: list[ImageSource] = field(default_factory=list)
-    skipped: list[Path] = field(default_factory=list)
+    def __init__(self) -> None:
+        self.images: list[ImageSource] = []
+        self.skipped: list[Path] = []
 
 
 def is_image_file(path: Path) -> bool:
@@ -145,16 +144,16 @@ class Failure(NamedTuple):
     reason: str
 
 
-@dataclass
 class BatchReport:
     """What a batch did: reports of the images written, failures, counts and wall time."""
 
-    total: int
-    reports: list[ImageReport] = field(default_factory=list)
-    failures: list[Failure] = field(default_factory=list)
-    skipped: int = 0
-    seconds: float = 0.0
-    interrupted: bool = False
+    def __init__(self, total: int, skipped: int = 0) -> None:
+        self.total = total
+        self.skipped = skipped
+        self.reports: list[ImageReport] = []
+        self.failures: list[Failure] = []
+        self.seconds = 0.0
+        self.interrupted = False
 
     @property
     def written(self) -> int:

@@ -7,7 +7,6 @@ This is the work of ``convkit apply`` for a single image, as a library call that
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
@@ -99,16 +98,22 @@ class KernelResult(NamedTuple):
         return all(row.max_abs_diff <= self.tolerance for row in self.rows)
 
 
-@dataclass
 class ImageReport:
-    """The outcome of `apply_image`."""
+    """The outcome of `apply_image`, filled in kernel by kernel."""
 
-    image: str
-    shape: tuple[int, ...]
-    backends: tuple[str, ...]
-    results: list[KernelResult] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    stdout_bytes: bytes | None = None  # the encoded image, when it goes to standard output
+    def __init__(
+        self,
+        image: str,
+        shape: tuple[int, ...],
+        backends: tuple[str, ...],
+        notes: list[str] | None = None,
+    ) -> None:
+        self.image = image
+        self.shape = shape
+        self.backends = backends
+        self.results: list[KernelResult] = []
+        self.notes: list[str] = notes or []
+        self.stdout_bytes: bytes | None = None  # the encoded image, when it goes to stdout
 
     @property
     def rows(self) -> list[BackendRow]:

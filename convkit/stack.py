@@ -5,7 +5,7 @@ previous step's float response (``--stack "sobel_x,relu,sobel_y"``).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -17,8 +17,7 @@ from convkit.padding import Padding
 RELU = "relu"
 
 
-@dataclass(frozen=True, eq=False)
-class Stack:
+class Stack(NamedTuple):
     """A named sequence of steps: `Kernel`s and ``"relu"``."""
 
     name: str
