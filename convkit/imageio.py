@@ -147,10 +147,20 @@ def _quiet_stderr() -> Iterator[None]:
         os.close(saved)
 
 
+# From this size up, a PNG is deflated on all of OpenCV's threads by `convkit.png`; below it,
+# and where OpenCV has one thread (batch workers), cv2.imencode's single thread is faster.
+PARALLEL_PNG_BYTES = 4 << 20
+
+
 def encode_image(image: np.ndarray, suffix: str = ".png") -> bytes:
     """Encode an image (BGR(A) or grey, uint8/uint16) in the format of ``suffix``."""
     import cv2
 
+    if suffix == ".png" and image.nbytes >= PARALLEL_PNG_BYTES and cv2.getNumThreads() > 1:
+        from convkit.png import can_encode, encode_png
+
+        if can_encode(image):
+            return encode_png(image, threads=cv2.getNumThreads())
     ok, encoded = cv2.imencode(suffix, image)
     if not ok:
         raise ImageWriteError(f"OpenCV cannot encode a {image.dtype} image as {suffix}")
