@@ -16,6 +16,7 @@ from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from convkit import batch
 from convkit.batch import expand_inputs
 from convkit.cli import main
 from convkit.errors import ConvkitError, UsageError
@@ -148,7 +149,10 @@ def test_stdout_takes_one_image_and_one_kernel(folder, args):
     assert "--out - writes one image" in result.output
 
 
-def test_results_do_not_depend_on_the_number_of_workers(folder, tmp_path):
+@pytest.mark.parametrize("chunk", [1, 3])
+def test_results_do_not_depend_on_the_number_of_workers(folder, tmp_path, monkeypatch, chunk):
+    """Also when the workers take the images a few at a time (4 images in chunks of 3)."""
+    monkeypatch.setattr(batch, "chunk_size", lambda image_count, jobs: chunk)
     rows = {}
     for jobs in (1, 2):
         out = tmp_path / f"out{jobs}"
@@ -345,3 +349,9 @@ def test_a_batch_runs_auto_by_default(folder, tmp_path):
     assert result.exit_code == 0, result.output
     assert {row["backend"] for row in json.loads(report.read_text())["rows"]} == {"auto"}
     assert "note: batch of 3 images: backend auto, naive left out" in result.output
+
+
+def test_chunks_keep_every_worker_busy_and_the_bar_moving():
+    assert batch.chunk_size(3, 2) == 1
+    assert batch.chunk_size(200, 2) == 8  # the most: round trips are already cheap
+    assert batch.chunk_size(64, 2) == 4  # 16 chunks, 8 per worker
