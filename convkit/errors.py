@@ -3,7 +3,7 @@
 EXIT_OK = 0
 EXIT_RUN_ERROR = 1
 EXIT_USAGE_ERROR = 2
-EXIT_INTERRUPTED = 130
+EXIT_INTERRUPTED = 130  # 128 + SIGINT; any signal N that stops a run exits 128 + N
 
 
 class ConvkitError(Exception):
@@ -41,3 +41,16 @@ class ImageReadError(ConvkitError):
 
 class ImageWriteError(ConvkitError):
     """An output that cannot be written."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """A signal (SIGINT, SIGTERM, SIGHUP) asked the run to stop: exit code 128 + the signal.
+
+    A `KeyboardInterrupt`, so that every ``except KeyboardInterrupt`` and ``finally`` that
+    cleans up after Ctrl-C (temporary files, worker processes) does the same for the others.
+    """
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+        self.exit_code = 128 + signum
