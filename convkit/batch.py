@@ -17,9 +17,16 @@ from pathlib import Path
 from typing import NamedTuple
 
 from convkit.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_RUN_ERROR, ConvkitError, UsageError
-from convkit.imageio import ImageSource, refuse_overwriting_inputs
+from convkit.imageio import ImageSource
 from convkit.kernels import Kernel
-from convkit.pipeline import ApplySettings, BackendRow, ImageReport, apply_image, plan_outputs
+from convkit.pipeline import (
+    ApplySettings,
+    BackendRow,
+    ImageReport,
+    OutputPair,
+    apply_image,
+    plan_outputs,
+)
 
 # What OpenCV's imdecode reads (the common builds); matched case-insensitively.
 IMAGE_SUFFIXES = frozenset(
@@ -118,24 +125,15 @@ def _without_repeats(images: list[ImageSource]) -> list[ImageSource]:
     return unique
 
 
-def check_outputs(
-    images: Sequence[ImageSource], kernels: Sequence[Kernel], settings: ApplySettings
-) -> None:
-    """Before anything is written: no output may replace an input, or another output."""
-    owners: dict[Path, str] = {}
-    for image in images:
-        for pair in plan_outputs(image, kernels, settings):
-            for output in filter(None, pair):
-                key = output.resolve()
-                if key in owners and owners[key] != image.name:
-                    raise UsageError(
-                        f"{owners[key]} and {image.name} would both write {output}: "
-                        "rename one, or use --recursive on their common folder"
-                    )
-                owners[key] = image.name
-    refuse_overwriting_inputs(
-        [Path(p) for p in owners], [i.path for i in images if i.path is not None]
-    )
+class Task(NamedTuple):
+    """One image of a batch and the outputs planned for it."""
+
+    image: ImageSource
+    outputs: tuple[OutputPair, ...]
+
+    @property
+    def name(self) -> str:
+        return self.image.name
 
 
 class Failure(NamedTuple):
@@ -182,6 +180,7 @@ def run_batch(
     jobs: int = 1,
     on_done: DoneFn | None = None,
     skipped: int = 0,
+    outputs: Sequence[Sequence[OutputPair]] | None = None,
 ) -> BatchReport:
     """Run every image through `apply_image`, in ``jobs`` worker processes.
 
@@ -189,7 +188,9 @@ def run_batch(
     the workers between writes (an interrupted write removes its temporary file), and the
     report says how far the batch got.
     """
-    check_outputs(images, kernels, settings)
+    if outputs is None:
+        outputs = plan_outputs(images, kernels, settings)[1]
+    images = [Task(image, tuple(pairs)) for image, pairs in zip(images, outputs, strict=True)]
     report = BatchReport(total=len(images), skipped=skipped)
     outcomes: dict[int, ImageReport | Failure] = {}
     started = time.perf_counter()
@@ -339,7 +340,7 @@ def process_chunk(
 
 
 def process_image(
-    image: ImageSource, kernels: Sequence[Kernel], settings: ApplySettings, image_count: int
+    task: Task, kernels: Sequence[Kernel], settings: ApplySettings, image_count: int
 ) -> ImageReport | Failure | None:
     """One image's report, or its failure; None when the batch is being stopped.
 
@@ -347,8 +348,9 @@ def process_image(
     """
     if _stopping:
         return None
+    image = task.image
     try:
-        return apply_image(image, kernels, settings, image_count=image_count)
+        return apply_image(image, kernels, settings, image_count=image_count, outputs=task.outputs)
     except ConvkitError as exc:
         return Failure(image.name, str(exc))
     except Exception as exc:  # noqa: BLE001 - one bad file must not stop the batch

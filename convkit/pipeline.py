@@ -20,12 +20,13 @@ from convkit.imageio import (
     encode_image,
     encode_npy,
     ensure_folder,
-    refuse_overwriting_inputs,
     write_atomic,
 )
 from convkit.kernels import Kernel, safe_name
 from convkit.padding import Padding, output_shape, pad_image
+from convkit.plan import OutputPlan, image_stems
 from convkit.postprocess import output_dtype, to_image
+from convkit.resources import check_memory, naive_seconds
 from convkit.stack import Stack, run_stack
 from convkit.timing import (
     Timing,
@@ -35,8 +36,6 @@ from convkit.timing import (
     run_timed,
 )
 
-# The naive loop costs about 3 microseconds per pixel per channel on a 2-core machine.
-NAIVE_SECONDS_PER_SAMPLE = 3e-6
 NAIVE_BUDGET_SECONDS = 10.0
 DEFAULT_BACKENDS = ("naive", "filter2d")
 BATCH_BACKEND = "auto"
@@ -60,6 +59,7 @@ class ApplySettings(NamedTuple):
     compare: bool = True
     precision: str = "float64"
     max_pixels: int | None = DEFAULT_MAX_PIXELS
+    max_memory: int | None = None  # bytes; None: no limit
 
 
 class BackendRow(NamedTuple):
@@ -120,31 +120,67 @@ class ImageReport:
         return [row for result in self.results for row in result.rows]
 
 
-def output_paths(
-    source: ImageSource, kernel: Kernel, settings: ApplySettings
-) -> tuple[Path | None, Path | None]:
-    """The filtered image's path and the comparison PNG's (None when not written to a file)."""
-    if settings.out_dir is None:
-        return None, None
-    folder = settings.out_dir / source.subfolder
-    stem = f"{source.stem}_{safe_name(kernel.name)}"
+# One (filtered image, comparison PNG) pair per kernel; None where that output is not written.
+OutputPair = tuple[Path | None, Path | None]
+
+
+def kernel_sources(kernels: Sequence[Kernel | Stack]) -> list[Path]:
+    """The files the kernels were read from (kernel files, ``@file``), stacks' steps included."""
+    paths: list[Path] = []
+    for kernel in kernels:
+        if isinstance(kernel, Stack):
+            paths += [k.source for k in kernel.kernels if getattr(k, "source", None)]
+        elif getattr(kernel, "source", None) is not None:
+            paths.append(kernel.source)
+    return paths
+
+
+def plan_outputs(
+    images: Sequence[ImageSource],
+    kernels: Sequence[Kernel | Stack],
+    settings: ApplySettings,
+    reads: Sequence[Path] = (),
+) -> tuple[OutputPlan, list[list[OutputPair]]]:
+    """Every output of a run, named by `convkit.plan`'s rule and checked against its inputs
+    (the images, the kernels' files and ``reads``) before anything is written.
+
+    Returns the plan, to claim further outputs on (a report), and per image one
+    (filtered image, comparison PNG) pair per kernel.
+
+    Raises
+    ------
+    UsageError
+        If an output would replace an input, or is a folder.
+    """
+    inputs = [i.path for i in images if i.path is not None] + kernel_sources(kernels)
+    plan = OutputPlan([*inputs, *reads])
+    if settings.out_dir is None:  # the one filtered image goes to standard output
+        return plan, [[(None, None)] * len(kernels) for _ in images]
+    folders = [settings.out_dir / image.subfolder for image in images]
+    names = [(i.stem, i.path.name if i.path else i.stem) for i in images]
+    stems = image_stems([(f, *n) for f, n in zip(folders, names, strict=True)])
     suffix = ".npy" if settings.rescale == "none" else ".png"
-    compare = folder / f"{stem}_compare.png" if settings.compare else None
-    return folder / f"{stem}{suffix}", compare
+    suffixes = [suffix, "_compare.png"] if settings.compare else [suffix]
+    pairs = []
+    for folder, stem in zip(folders, stems, strict=True):
+        named = [plan.claim_name(folder, f"{stem}_{safe_name(k.name)}", suffixes) for k in kernels]
+        pairs.append([(paths[0], paths[1] if settings.compare else None) for paths in named])
+    return plan, pairs
 
 
 def choose_backends(
     requested: Sequence[str] | None,
     image_shape: tuple[int, ...],
-    kernel_count: int,
+    kernels: Sequence[Kernel | Stack],
     repeat: int,
     image_count: int = 1,
 ) -> tuple[tuple[str, ...], str | None]:
     """The backends to run, and a note when the naive loop was left out of the defaults.
 
     Backends the user named are always run. By default a single image runs the naive loop
-    beside filter2d unless its estimated time exceeds `NAIVE_BUDGET_SECONDS`; a batch of
-    several images runs `auto` alone (the naive loop would cost seconds per image).
+    beside filter2d unless its estimated time (pixels x kernel taps, `naive_seconds`)
+    exceeds `NAIVE_BUDGET_SECONDS`; a batch of several images runs `auto` alone (the naive
+    loop would cost seconds per image).
     """
     if requested:
         names = tuple(dict.fromkeys(check_backend_name(b) for b in requested))
@@ -155,14 +191,46 @@ def choose_backends(
         note = f"batch of {image_count} images: backend auto, naive left out ({force})"
         return (BATCH_BACKEND,), note
     samples = int(np.prod(image_shape))
-    estimate = samples * NAIVE_SECONDS_PER_SAMPLE * kernel_count * repeat
+    layers = [k for kernel in kernels for k in _kernels_of(kernel)]
+    estimate = repeat * sum(naive_seconds(samples, k.shape) for k in layers)
     if estimate <= NAIVE_BUDGET_SECONDS:
         return DEFAULT_BACKENDS, None
     megapixels = image_shape[0] * image_shape[1] / 1e6
     return fast, (
-        f"naive backend left out: about {estimate:.0f} s on this {megapixels:.1f}-megapixel "
-        f"image ({force})"
+        f"naive backend left out: about {_duration(estimate)} for {len(layers)} "
+        f"kernel{'s' * (len(layers) > 1)} on this {megapixels:.2g}-megapixel image ({force})"
     )
+
+
+def _kernels_of(kernel: Kernel | Stack) -> list[Kernel]:
+    return kernel.kernels if isinstance(kernel, Stack) else [kernel]
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} minutes"
+    return f"{seconds / 3600:.0f} hours"
+
+
+def check_resources(
+    color: np.ndarray,
+    image_item: int,
+    kernels: Sequence[Kernel | Stack],
+    backends: tuple[str, ...],
+    settings: ApplySettings,
+) -> None:
+    """Refuse, before any work, a kernel whose estimated peak memory on some backend exceeds
+    ``settings.max_memory`` (`convkit.resources`)."""
+    item = 4 if settings.precision == "float32" else 8
+    valid = settings.padding.mode == "valid"
+    for kernel in kernels:
+        for layer in _kernels_of(kernel):
+            check_memory(
+                backends, color.shape, image_item, layer.name, layer.shape, valid,
+                settings.max_memory, item,
+            )  # fmt: skip
 
 
 def split_alpha(image: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
@@ -205,20 +273,12 @@ def crop_alpha(
 
 
 def prepare_image(
-    source: ImageSource, settings: ApplySettings
+    image: np.ndarray, settings: ApplySettings
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """Read the image, convert to grey if asked, and set the alpha channel aside."""
-    image = source.read(settings.max_pixels)
+    """Convert to grey if asked, and set the alpha channel aside."""
     if settings.gray:
         return to_gray(image), None
     return split_alpha(image)
-
-
-def plan_outputs(
-    source: ImageSource, kernels: Sequence[Kernel], settings: ApplySettings
-) -> list[tuple[Path | None, Path | None]]:
-    """Every output path of one image, one (image, comparison) pair per kernel."""
-    return [output_paths(source, k, settings) for k in kernels]
 
 
 def apply_image(
@@ -227,32 +287,43 @@ def apply_image(
     settings: ApplySettings,
     progress: ProgressFn | None = None,
     image_count: int = 1,
+    outputs: Sequence[OutputPair] | None = None,
 ) -> ImageReport:
     """Filter one image with every kernel on every backend and write the outputs.
 
-    The outputs of every kernel are planned, and checked against the input, before anything
-    is written. The filtered image comes from the fastest backend that ran; the reference
+    The outputs of every kernel are planned (`plan_outputs`), and checked against the inputs,
+    before anything is written; a batch passes the pairs it planned for the whole run as
+    ``outputs``. The filtered image comes from the fastest backend that ran; the reference
     for max |diff| is ``naive`` where it ran, else the first backend. With
     ``settings.out_dir=None`` the filtered image is returned encoded in ``stdout_bytes``.
     ``image_count`` is the size of the batch this image belongs to (for the naive estimate).
+
+    Raises
+    ------
+    UsageError
+        If an output would replace an input, a kernel does not fit under ``valid``, or a
+        backend's estimated memory exceeds ``settings.max_memory``.
+    ConvkitError
+        If the image cannot be read or an output cannot be written.
     """
     if not isinstance(source, ImageSource):
         source = ImageSource.from_path(source)
-    planned = plan_outputs(source, kernels, settings)
-    if source.path is not None:
-        refuse_overwriting_inputs([p for pair in planned for p in pair if p], [source.path])
-    color, alpha = prepare_image(source, settings)
+    if outputs is None:
+        outputs = plan_outputs([source], kernels, settings)[1][0]
+    image = source.read(settings.max_pixels)
+    color, alpha = prepare_image(image, settings)
     for kernel in kernels:
         check_fits(color.shape, kernel, settings.padding)  # a stack by its receptive field
+    backends, note = choose_backends(
+        settings.backends, color.shape, kernels, settings.repeat, image_count
+    )
+    check_resources(color, image.dtype.itemsize, kernels, backends, settings)
     if settings.out_dir is not None:
         ensure_folder(settings.out_dir / source.subfolder)
-    backends, note = choose_backends(
-        settings.backends, color.shape, len(kernels), settings.repeat, image_count
-    )
     for backend in backends:
         get_backend(backend)  # import its library now, outside the timed runs
     report = ImageReport(source.name, color.shape, backends, notes=[note] if note else [])
-    for kernel, (output, compare) in zip(kernels, planned, strict=True):
+    for kernel, (output, compare) in zip(kernels, outputs, strict=True):
         alpha_k = crop_alpha(alpha, kernel, settings.padding, settings.flip)
         if can_stream(color, kernel, backends, settings):
             image_out, timing = run_timed(

@@ -229,12 +229,16 @@ def test_refuses_to_overwrite_an_input_before_writing_anything(folder):
     assert {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()} == before
 
 
-def test_two_inputs_that_would_write_the_same_output(folder, tmp_path):
+def test_two_inputs_with_one_stem_get_distinct_outputs(folder, tmp_path):
+    """a.jpg and a.png: the later one keeps its suffix in its outputs' names."""
     (folder / "b.jpg").write_bytes(encode_image(_image(7), ".jpg"))
-    result = run("apply", "-i", folder, "-k", "sharpen", "-o", tmp_path / "out")
-    assert result.exit_code == 2
-    assert "would both write" in result.output
-    assert not (tmp_path / "out").exists()
+    out = tmp_path / "out"
+    result = run("apply", "-i", folder, "-k", "identity", "-o", out, "--no-compare")
+    assert result.exit_code == 0, result.output
+    for name, output in (("b.jpg", "b_identity.png"), ("b.png", "b.png_identity.png")):
+        original = cv2.imdecode(np.frombuffer((folder / name).read_bytes(), np.uint8), -1)
+        written = cv2.imdecode(np.frombuffer((out / output).read_bytes(), np.uint8), -1)
+        np.testing.assert_array_equal(written, original)
 
 
 def test_ctrl_c_stops_the_batch_and_leaves_no_partial_files(tmp_path):
