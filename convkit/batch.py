@@ -153,6 +153,7 @@ class BatchReport:
         self.failures: list[Failure] = []
         self.seconds = 0.0
         self.interrupted = False
+        self.interrupt_code = EXIT_INTERRUPTED  # 128 + the signal that stopped the batch
 
     @property
     def written(self) -> int:
@@ -169,7 +170,7 @@ class BatchReport:
     @property
     def return_code(self) -> int:
         if self.interrupted:
-            return EXIT_INTERRUPTED
+            return self.interrupt_code
         return EXIT_RUN_ERROR if self.failures else EXIT_OK
 
 
@@ -199,8 +200,9 @@ def run_batch(
             _run_serial(images, kernels, settings, outcomes, on_done)
         else:
             _run_parallel(images, kernels, settings, min(jobs, len(images)), outcomes, on_done)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM / SIGHUP as `Interrupted`
         report.interrupted = True
+        report.interrupt_code = getattr(exc, "exit_code", EXIT_INTERRUPTED)
     report.seconds = time.perf_counter() - started
     for index in sorted(outcomes):
         outcome = outcomes[index]

@@ -4,8 +4,11 @@ handing the result to `convkit.console`. Errors become one line and the exit cod
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import math
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import NoReturn
@@ -13,14 +16,20 @@ from typing import NoReturn
 import click
 
 from convkit import __version__
-from convkit.errors import EXIT_INTERRUPTED, EXIT_RUN_ERROR, ConvkitError, UsageError
+from convkit.errors import (
+    EXIT_INTERRUPTED,
+    EXIT_RUN_ERROR,
+    ConvkitError,
+    Interrupted,
+    UsageError,
+)
 from convkit.imageio import DEFAULT_MAX_PIXELS
 from convkit.padding import DEFAULT_PADDING, PADDING_ALIASES, PADDING_MODES
 from convkit.postprocess import ACTIVATIONS, RESCALE_POLICIES
 
 
 class Failed(click.ClickException):
-    """A `ConvkitError` on its way out: click prints ``Error: message`` and exits."""
+    """A `ConvkitError` on its way out: printed as ``Error: message``, then its exit code."""
 
     def __init__(self, message: str, exit_code: int):
         super().__init__(message)
@@ -28,7 +37,22 @@ class Failed(click.ClickException):
 
 
 class ConvkitGroup(click.Group):
-    """Turns library errors into one line and an exit code; tracebacks only with CONVKIT_DEBUG=1."""
+    """Turns every error into one ``Error:`` line (plus at most one hint) and its exit code;
+    tracebacks only with CONVKIT_DEBUG=1."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, False, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, False, **extra)
+        except click.ClickException as exc:
+            _show_error(exc.format_message(), _hint(exc))
+            code = exc.exit_code
+        except click.Abort as exc:  # click's word for Ctrl-C (or end of input) while parsing
+            interrupted = exc.__context__
+            _show_error("interrupted")
+            code = getattr(interrupted, "exit_code", EXIT_INTERRUPTED)
+        sys.exit(code if isinstance(code, int) else 0)
 
     def invoke(self, ctx: click.Context):
         try:
@@ -39,14 +63,37 @@ class ConvkitGroup(click.Group):
             if os.environ.get("CONVKIT_DEBUG") == "1":
                 raise
             raise Failed(str(exc), exc.exit_code) from None
-        except KeyboardInterrupt:
-            click.echo("Interrupted.", err=True)
-            ctx.exit(EXIT_INTERRUPTED)
+        except KeyboardInterrupt as exc:
+            _show_error(f"interrupted by {_signal_name(exc)}")
+            ctx.exit(getattr(exc, "exit_code", EXIT_INTERRUPTED))
         except Exception as exc:  # noqa: BLE001 - the last guard before a user sees a traceback
             if os.environ.get("CONVKIT_DEBUG") == "1":
                 raise
             message = f"internal error: {type(exc).__name__}: {exc} (CONVKIT_DEBUG=1 shows more)"
             raise Failed(message, EXIT_RUN_ERROR) from None
+
+
+def _show_error(message: str, hint: str | None = None) -> None:
+    """``Error: message`` on one line (control characters escaped), and an optional hint."""
+    from convkit.console import one_line
+
+    lines = [f"Error: {one_line(message)}"] + ([hint] if hint else [])
+    with contextlib.suppress(OSError, ValueError, AttributeError):  # stderr closed or full
+        sys.stderr.write("\n".join(lines) + "\n")
+        sys.stderr.flush()
+
+
+def _hint(exc: click.ClickException) -> str | None:
+    """``Try 'convkit apply --help'.`` after a usage error, as click says it."""
+    ctx = getattr(exc, "ctx", None)
+    if not isinstance(exc, click.UsageError) or ctx is None:
+        return None
+    return f"Try '{ctx.command_path} {ctx.help_option_names[0]}' for help."
+
+
+def _signal_name(exc: BaseException) -> str:
+    signum = getattr(exc, "signum", signal.SIGINT)
+    return "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
 
 
 @click.group(cls=ConvkitGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -55,28 +102,112 @@ def main() -> None:
     """Apply convolution kernels to images, compare backends, and show the work."""
 
 
+STOPPING_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")
+
+
 def run() -> NoReturn:
     """The ``convkit`` console script: run `main`, then leave without the interpreter's teardown.
+
+    Before the command: closed standard streams are reopened on /dev/null (so that no output
+    file can be given their descriptor, and no write meets a closed stream) and remembered as
+    closed; SIGTERM and SIGHUP stop the run the way Ctrl-C does (`install_signal_handlers`).
+    After it: if standard output could not be written (closed, full), the run fails with
+    exit 1 unless it failed already; a reader that went away (``| head -1``) is no error.
 
     When a command returns, its outputs are already renamed into place; what is left is
     flushing the two streams. Unloading numpy's and OpenCV's modules after that takes about
     30 ms, a sixth of a small job's wall time when a shell loop starts convkit once per file
     (benchmarks/startup.py). A run that started worker processes exits normally, so that
-    multiprocessing's exit handlers still reap them.
+    their exit handlers still run.
     """
+    closed = reopen_closed_standard_streams()
+    out = GuardedStream(sys.stdout, closed=1 in closed)
+    err = GuardedStream(sys.stderr, closed=2 in closed)
+    sys.stdout, sys.stderr = out, err
+    install_signal_handlers()
     try:
         main.main(prog_name="convkit")
         code = 0
     except SystemExit as exc:
         code = _exit_status(exc.code)
-    try:
-        sys.stdout.flush()
-        sys.stderr.flush()
-    except BrokenPipeError:  # the reader went away (`convkit kernels | head -1`): not an error
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except KeyboardInterrupt as exc:  # a signal while click was still starting or ending
+        code = getattr(exc, "exit_code", EXIT_INTERRUPTED)
+    for stream in (out, err):
+        stream.flush()
+    if out.error is not None and code == 0:
+        _show_error(f"cannot write to standard output: {out.error}")
+        code = EXIT_RUN_ERROR
     if "multiprocessing" in sys.modules:
         sys.exit(code)
     os._exit(code)
+
+
+def reopen_closed_standard_streams() -> set[int]:
+    """Open /dev/null on each of descriptors 0, 1 and 2 that is closed; return those."""
+    closed = set()
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            closed.add(fd)
+    for fd in sorted(closed):  # os.open takes the lowest free descriptor: fd itself
+        os.open(os.devnull, os.O_RDONLY if fd == 0 else os.O_WRONLY)
+    if 0 in closed:
+        sys.stdin = open(os.devnull)  # noqa: SIM115 - lives as long as the process
+    return closed
+
+
+class GuardedStream:
+    """A text stream whose failed writes (closed, full, broken pipe) are remembered, not
+    raised: the run goes on, its files are written, and `run` decides the exit code."""
+
+    def __init__(self, stream, closed: bool = False):
+        self._stream = stream
+        self.error: str | None = "the stream is closed" if closed or stream is None else None
+        self.broken_pipe = False
+
+    def write(self, text: str) -> int:
+        if self.error is None and not self.broken_pipe:
+            self._guard(self._stream.write, text)
+        return len(text)
+
+    def flush(self) -> None:
+        if self.error is None and not self.broken_pipe:
+            self._guard(self._stream.flush)
+
+    def _guard(self, operation, *args) -> None:
+        try:
+            operation(*args)
+        except BrokenPipeError:  # the reader went away: stop writing, no error
+            self.broken_pipe = True
+            with contextlib.suppress(OSError):
+                os.dup2(os.open(os.devnull, os.O_WRONLY), self._stream.fileno())
+        except (OSError, ValueError) as exc:
+            self.error = getattr(exc, "strerror", None) or str(exc)
+
+    def isatty(self) -> bool:
+        return self.error is None and self._stream.isatty()
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
+
+
+def install_signal_handlers() -> None:
+    """SIGTERM and SIGHUP raise `Interrupted` as Ctrl-C does, so that the same clean-up runs
+    (temporary files removed, workers stopped) and the run exits 128 + N. SIGINT is left
+    ignored where the shell ignores it (a script's background job)."""
+    for name in STOPPING_SIGNALS:
+        signum = getattr(signal, name, None)
+        if signum is None or signal.getsignal(signum) == signal.SIG_IGN:
+            continue
+        signal.signal(signum, _interrupt)
+
+
+def _interrupt(signum: int, frame) -> None:
+    for name in STOPPING_SIGNALS:  # one signal is enough: let the clean-up finish
+        with contextlib.suppress(AttributeError, ValueError):
+            signal.signal(getattr(signal, name), signal.SIG_IGN)
+    raise Interrupted(signum)
 
 
 def _exit_status(code: object) -> int:
@@ -85,8 +216,44 @@ def _exit_status(code: object) -> int:
         return 0
     if isinstance(code, int):
         return code
-    print(code, file=sys.stderr)
+    _show_error(str(code))
     return 1
+
+
+class FiniteFloat(click.ParamType):
+    """A float that is neither NaN nor infinite (click's FLOAT takes both)."""
+
+    name = "number"
+
+    def __init__(self, minimum: float | None = None):
+        self.minimum = minimum
+
+    def convert(self, value, param, ctx) -> float:
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        if self.minimum is not None and number < self.minimum:
+            self.fail(f"{value!r} is less than {self.minimum:g}", param, ctx)
+        return number
+
+
+class Size(click.ParamType):
+    """A size in bytes: ``256M``, ``2G``, ``1.5GiB`` or a plain number."""
+
+    name = "size"
+
+    def convert(self, value, param, ctx) -> int:
+        if isinstance(value, int):
+            return value
+        from convkit.resources import parse_size
+
+        try:
+            return parse_size(str(value))
+        except UsageError as exc:
+            self.fail(str(exc), param, ctx)
 
 
 def padding_options(command):
@@ -97,7 +264,7 @@ def padding_options(command):
         "--padding", default=DEFAULT_PADDING, show_default=True, metavar="MODE",
         help=f"Border handling: {names} (aliases {aliases}).",
     )  # fmt: skip
-    @click.option("--cval", type=float, default=0.0, show_default=True,
+    @click.option("--cval", type=FiniteFloat(), default=0.0, show_default=True,
                   help="The value outside the image for --padding constant.")  # fmt: skip
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
@@ -133,7 +300,7 @@ def kernel_options(command):
                   help='Layers applied in order, as in a CNN: "sobel_x,relu,sobel_y" (kernel '
                        "names or files, and relu). Repeatable.")  # fmt: skip
     @click.option("--normalize", is_flag=True, help="Divide each kernel by its sum (if not 0).")
-    @click.option("--scale", type=float, default=None, help="Multiply each kernel by S.")
+    @click.option("--scale", type=FiniteFloat(), default=None, help="Multiply each kernel by S.")
     @click.option("--anchor", callback=_parse_anchor, metavar="Y,X", default=None,
                   help="The kernel cell (row Y, column X) over the output pixel. "
                        "Default: OpenCV's (kH // 2, kW // 2), or an ImageMagick origin.",
@@ -161,7 +328,7 @@ def output_options(command):
                        "none (float .npy).")  # fmt: skip
     @click.option(
         "--bias",
-        type=float,
+        type=FiniteFloat(),
         default=0.0,
         show_default=True,
         help="Added to the response before activation and rescaling.",
@@ -219,11 +386,14 @@ def output_options(command):
     help="Worker processes for a batch. Default: the number of cores.",
 )
 @click.option("--max-pixels", type=click.IntRange(min=1), default=DEFAULT_MAX_PIXELS,
-              show_default=True, help="Refuse larger images.")  # fmt: skip
+              show_default=True, help="Refuse larger images (read from the header).")  # fmt: skip
+@click.option("--max-memory", type=Size(), default=None, metavar="SIZE",
+              help="Refuse a kernel and backend whose estimated peak memory exceeds SIZE "
+                   "(256M, 2G). Default: half the physical memory.")  # fmt: skip
 @click.option("--quiet", "-q", is_flag=True, help="Print errors only.")
 def apply(image_values, recursive, kernel_values, kernel_files, stacks, normalize, scale, anchor,
           padding, cval, backends, flip, precision, gray, out_dir, rescale, bias, activation,
-          no_compare, report_path, repeat, jobs, max_pixels, quiet):  # fmt: skip
+          no_compare, report_path, repeat, jobs, max_pixels, max_memory, quiet):  # fmt: skip
     """Filter images with one or more kernels, on one or more backends.
 
     Writes OUT/<image>_<kernel>.png, OUT/<image>_<kernel>_compare.png and a timing table.
@@ -232,33 +402,49 @@ def apply(image_values, recursive, kernel_values, kernel_files, stacks, normaliz
     """
     from convkit.batch import expand_inputs
     from convkit.console import Screen
-    from convkit.pipeline import ApplySettings
+    from convkit.pipeline import ApplySettings, plan_outputs
+    from convkit.resources import default_max_memory
 
+    if anchor is not None and stacks:
+        raise UsageError(
+            "--anchor sets the anchor of --kernel kernels, not of a --stack's steps: "
+            "give the stack's kernels as ImageMagick strings with an origin (3x3+0+0: ...)"
+        )
     kernels = _kernels(kernel_values, kernel_files, normalize, scale, anchor, bool(stacks))
     kernels += _stacks(stacks)
     to_stdout = out_dir == "-"
+    if to_stdout and sys.stdout.isatty():
+        raise UsageError(
+            "refusing to write a PNG to a terminal: redirect standard output, or give --out DIR"
+        )
     settings = ApplySettings(
         padding=_padding(padding, cval), backends=_backends(backends), flip=flip, gray=gray,
         rescale=rescale, bias=bias, activation=activation, repeat=repeat,
         out_dir=None if to_stdout else Path(out_dir), compare=not (no_compare or to_stdout),
         precision=precision, max_pixels=max_pixels,
+        max_memory=default_max_memory() if max_memory is None else max_memory,
     )  # fmt: skip
     if report_path is not None:
         from convkit.report import check_report_path
 
         check_report_path(report_path)
-    inputs = expand_inputs(image_values, recursive, read_stdin=_stdin_bytes)
+    inputs = expand_inputs(image_values, recursive, read_stdin=_stdin_reader(max_pixels))
     if to_stdout:
         _check_stdout_run(inputs, kernels, rescale)
+    plan, outputs = plan_outputs(inputs.images, kernels, settings)
+    if report_path is not None:
+        plan.claim(report_path, "report")
     # With --out - standard output carries the image: everything else goes to stderr.
     screen = Screen(quiet=quiet, stdout=sys.stderr if to_stdout else None)
     for warning in (w for k in kernels for w in k.warnings):
         screen.note(warning)
     if len(inputs.images) == 1 and not inputs.skipped:
-        rows = _apply_one(screen, inputs.images[0], kernels, settings)
+        rows = _apply_one(screen, inputs.images[0], kernels, settings, outputs[0])
         code = 0
     else:
-        rows, code = _apply_batch(screen, inputs, kernels, settings, jobs or os.cpu_count() or 1)
+        rows, code = _apply_batch(
+            screen, inputs, kernels, settings, jobs or os.cpu_count() or 1, outputs
+        )
     if report_path is not None and rows:
         from convkit.report import write_report
 
@@ -268,28 +454,42 @@ def apply(image_values, recursive, kernel_values, kernel_files, stacks, normaliz
         sys.exit(code)
 
 
-def _apply_one(screen, image, kernels, settings):
+def _apply_one(screen, image, kernels, settings, outputs):
     """One image: errors stop the run with their own exit code."""
     from convkit.pipeline import apply_image
 
     with screen.progress() as progress:
-        report = apply_image(image, kernels, settings, progress)
-    screen.image_report(report)
+        report = apply_image(image, kernels, settings, progress, outputs=outputs)
     if report.stdout_bytes is not None:
-        stream = sys.stdout.buffer
-        stream.write(report.stdout_bytes)
-        stream.flush()
+        _write_stdout_image(report.stdout_bytes)
+    screen.image_report(report)
     return report.rows
 
 
-def _apply_batch(screen, inputs, kernels, settings, jobs):
+def _write_stdout_image(data: bytes) -> None:
+    """The filtered image on standard output; a failed write is a run error (exit 1)."""
+    from convkit.errors import ImageWriteError
+
+    stream = getattr(sys.stdout, "error", None)
+    if stream is not None:  # closed before the run started
+        raise ImageWriteError(f"cannot write the image to standard output: {stream}")
+    try:
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+    except (OSError, ValueError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise ImageWriteError(f"cannot write the image to standard output: {reason}") from None
+
+
+def _apply_batch(screen, inputs, kernels, settings, jobs, outputs):
     """Many images: each failure is recorded, the rest go on; exit 1 if any failed."""
     from convkit.batch import run_batch
 
     with screen.batch_progress(len(inputs.images)) as on_done:
         batch = run_batch(
-            inputs.images, kernels, settings, jobs, on_done, skipped=len(inputs.skipped)
-        )
+            inputs.images, kernels, settings, jobs, on_done, skipped=len(inputs.skipped),
+            outputs=outputs,
+        )  # fmt: skip
     screen.batch_report(batch)
     return batch.rows, batch.return_code
 
@@ -304,8 +504,15 @@ def _check_stdout_run(inputs, kernels, rescale: str) -> None:
         raise UsageError("--out - writes a PNG: --rescale none (float .npy) needs an --out folder")
 
 
-def _stdin_bytes() -> bytes:
-    return sys.stdin.buffer.read()
+def _stdin_reader(max_pixels: int):
+    """Reads the image on standard input, refusing a terminal (as gzip does)."""
+
+    def read() -> bytes:
+        if sys.stdin.isatty():
+            raise UsageError("refusing to read an image from a terminal: redirect standard input")
+        return sys.stdin.buffer.read()
+
+    return read
 
 
 @main.command()
@@ -327,7 +534,7 @@ def _stdin_bytes() -> bytes:
 )
 @click.option(
     "--tolerance",
-    type=click.FloatRange(min=0),
+    type=FiniteFloat(minimum=0),
     default=1e-9,
     show_default=True,
     help="Allowed |diff| as a multiple of sum|K| x max|I|.",

@@ -52,7 +52,8 @@ class Screen:
             return
         from rich.text import Text
 
-        self.err.print(Text(f"note: {text}", style="yellow" if self.err.is_terminal else ""))
+        style = "yellow" if self.err.is_terminal else ""
+        self.err.print(Text(f"note: {one_line(text)}", style=style))
 
     def line(self, text: str) -> None:
         if self.quiet:
@@ -73,7 +74,8 @@ class Screen:
     def error(self, text: str) -> None:
         from rich.text import Text
 
-        self.err.print(Text(f"Error: {text}", style="bold red" if self.err.is_terminal else ""))
+        style = "bold red" if self.err.is_terminal else ""
+        self.err.print(Text(f"Error: {one_line(text)}", style=style))
 
     def image_report(self, report: ImageReport) -> None:
         """The timing table of one image, then the files written."""
@@ -221,10 +223,26 @@ def _console(stream) -> Console:
     """A rich console; off a terminal, wide enough that no table column is ever cut short."""
     from rich.console import Console
 
-    console = Console(file=stream, highlight=False, soft_wrap=True)
+    # Paths and kernel names are shown as given: no markup, no emoji codes, no highlighting.
+    plain = {"highlight": False, "markup": False, "emoji": False, "soft_wrap": True}
+    console = Console(file=stream, **plain)
     if not console.is_terminal:
-        console = Console(file=stream, highlight=False, soft_wrap=True, width=1000)
+        console = Console(file=stream, width=1000, **plain)
     return console
+
+
+def one_line(text: str) -> str:
+    r"""``text`` with control characters escaped (a newline in a file name becomes ``\n``),
+    so that a message stays on one line.
+
+    Examples
+    --------
+    >>> print(one_line("a\nb.png"))
+    a\nb.png
+    """
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 class LazyProgress:
@@ -270,7 +288,7 @@ def timing_table(report: ImageReport, decorated: bool) -> Table:
     height, width = report.shape[:2]
     channels = report.shape[2] if len(report.shape) == 3 else 1
     table = Table(
-        title=f"{report.image}  {width}x{height}, {channels} channel{'s' * (channels > 1)}",
+        title=f"{one_line(report.image)}  {width}x{height}, {channels} channel{'s' * (channels > 1)}",
         box=_box(decorated),
         header_style="bold" if decorated else "",
         title_style="" if not decorated else "bold",
