@@ -45,6 +45,9 @@ class ConvkitGroup(click.Group):
             return super().main(args, prog_name, complete_var, False, **extra)
         try:
             code = super().main(args, prog_name, complete_var, False, **extra)
+        except _NO_ARGS_IS_HELP as exc:  # bare `convkit`: the help, exit 0
+            click.echo(exc.ctx.get_help())
+            code = 0
         except click.ClickException as exc:
             _show_error(exc.format_message(), _hint(exc))
             code = exc.exit_code
@@ -73,6 +76,10 @@ class ConvkitGroup(click.Group):
             raise Failed(message, EXIT_RUN_ERROR) from None
 
 
+# click 8.2 and later raise this for a bare group; earlier ones print the help themselves.
+_NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())
+
+
 def _show_error(message: str, hint: str | None = None) -> None:
     """``Error: message`` on one line (control characters escaped), and an optional hint."""
     from convkit.console import one_line
@@ -88,7 +95,7 @@ def _hint(exc: click.ClickException) -> str | None:
     ctx = getattr(exc, "ctx", None)
     if not isinstance(exc, click.UsageError) or ctx is None:
         return None
-    return f"Try '{ctx.command_path} {ctx.help_option_names[0]}' for help."
+    return f"Try '{ctx.command_path} --help' for help."
 
 
 def _signal_name(exc: BaseException) -> str:
@@ -618,10 +625,7 @@ def bench(sizes, kernel_names, backend_names, repeat, report_path, plot_path):
     sizes = _numbers(sizes, "--sizes")
     kernels = [resolve_kernel(name, name) for name in _names(kernel_names)]
     backends = _names(backend_names) if backend_names else None
-    if report_path is not None:
-        from convkit.report import check_report_path
-
-        check_report_path(report_path)
+    _plan_bench_outputs(report_path, plot_path)
     screen = Screen()
     with screen.counter_progress("cells") as progress:
         cells = run_bench(sizes, kernels, backends, repeat, progress)
@@ -634,11 +638,25 @@ def bench(sizes, kernel_names, backend_names, repeat, report_path, plot_path):
     if plot_path is not None:
         from convkit.bench import plot_bench
 
+        plot_bench(cells, plot_path)
+        screen.line(f"wrote {plot_path}")
+
+
+def _plan_bench_outputs(report_path: Path | None, plot_path: Path | None) -> None:
+    """Check the report and the plot before hours of timing: names, clashes, matplotlib."""
+    from convkit.plan import OutputPlan
+
+    plan = OutputPlan()
+    if report_path is not None:
+        from convkit.report import check_report_path
+
+        plan.claim(check_report_path(report_path), "report")
+    if plot_path is not None:
+        plan.claim(plot_path, "plot")
         try:
-            plot_bench(cells, plot_path)
-            screen.line(f"wrote {plot_path}")
+            import matplotlib  # noqa: F401 - only to know, before the timing, that it is there
         except ImportError:
-            screen.note('--plot needs matplotlib: pip install "convkit[plot]"')
+            raise UsageError('--plot needs matplotlib: pip install "convkit[plot]"') from None
 
 
 def _names(text: str) -> list[str]:
@@ -705,14 +723,26 @@ def kernels(names, png_dir):
             raise UsageError("--png draws the kernels you name: add NAMES (or 'all')")
         screen.kernel_list(list(BANK.values()))
         return
-    for i, kernel in enumerate(resolve_kernels(list(names))):
+    kernels = resolve_kernels(list(names))
+    pictures = _plan_kernel_pictures(kernels, png_dir) if png_dir is not None else None
+    for i, kernel in enumerate(kernels):
         if i:
             screen.line("")
         screen.kernel_matrix(kernel)
-        if png_dir is not None:
+        if pictures is not None:
             from convkit.compare import write_kernel_picture
 
-            screen.line(f"wrote {write_kernel_picture(kernel, png_dir)}")
+            screen.line(f"wrote {write_kernel_picture(kernel, pictures[i])}")
+
+
+def _plan_kernel_pictures(kernels, folder: Path) -> list[Path]:
+    """``folder/<name>.png`` per kernel, checked against the kernel files read and each other."""
+    from convkit.kernels import safe_name
+    from convkit.pipeline import kernel_sources
+    from convkit.plan import OutputPlan
+
+    plan = OutputPlan(kernel_sources(kernels))
+    return [plan.claim_name(folder, safe_name(k.name), [".png"])[0] for k in kernels]
 
 
 def _stacks(texts) -> list:

@@ -251,11 +251,8 @@ def kernel_picture(kernel, size: int = 360) -> np.ndarray:
     return matrix_picture(kernel.weights, title, size, highlight=kernel.anchor)
 
 
-def write_kernel_picture(kernel, folder) -> Path:
-    """Draw ``kernel`` into ``folder/<name>.png`` (name made safe for a file name)."""
+def write_kernel_picture(kernel, path) -> Path:
+    """Draw ``kernel`` as a heatmap PNG into ``path`` (planned by the caller)."""
     from convkit.imageio import encode_image, write_atomic
-    from convkit.kernels import safe_name
 
-    return write_atomic(
-        Path(folder) / f"{safe_name(kernel.name)}.png", encode_image(kernel_picture(kernel))
-    )
+    return write_atomic(Path(path), encode_image(kernel_picture(kernel)))

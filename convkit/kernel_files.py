@@ -2,21 +2,38 @@
 
 Formats: text rows (``.txt``, ``.csv``; commas or whitespace; ``#`` comments; fractions such
 as ``1/9``), ``.npy`` (2-D), ``.json`` (a list of rows, or ``{"name", "kernel", "scale"}``)
-and libvips ``.mat`` (a ``width height [scale [offset]]`` header, then the rows). Every parse
-error names the source, the line and the token.
+and libvips ``.mat`` (a ``width height [scale [offset]]`` header, then the rows). Text files
+may start with a UTF-8 byte order mark. Every parse error names the source, the line and the
+token. Only regular files of at most `MAX_KERNEL_FILE_BYTES` are read, and never in a way
+that can block.
 """
 
 from __future__ import annotations
 
+import decimal
+import io
+import math
+import os
 import re
+import stat
 from pathlib import Path
 
 import numpy as np
 
-from convkit.errors import KernelParseError, UsageError
-from convkit.kernels import Kernel
+from convkit.errors import KernelError, KernelParseError, UsageError
+from convkit.kernels import Kernel, quoted
 
 KERNEL_FILE_SUFFIXES = (".txt", ".csv", ".npy", ".json", ".mat")
+
+# A kernel file larger than this is refused before it is read: 16 MiB holds a 1000x1000
+# kernel written out in full, far beyond what any filter needs.
+MAX_KERNEL_FILE_BYTES = 16 * 2**20
+# A JSON kernel is at most an object holding a list of rows (3 levels); a little room for
+# extra keys, and no recursion into 100000 nested brackets.
+MAX_JSON_DEPTH = 8
+# Width and height of a .mat header or an ImageMagick kernel string: far beyond any kernel,
+# small enough that int() never meets Python's limit on digits.
+_MAX_SIZE_DIGITS = 9
 
 _SEPARATORS = re.compile(r"[,\s]+")
 # ImageMagick's kernel string: "WxH[+X+Y]: values", or "N: values" for N x N; X, Y the origin.
@@ -24,20 +41,43 @@ _MAGICK = re.compile(r"\s*(\d+)(?:x(\d+))?(?:([+-]\d+)([+-]\d+))?\s*:(.*)", re.S
 
 
 def parse_number(token: str, source: str, line: int | None, unit: str = "line") -> float:
-    """A weight: an int, a float or a fraction ``a/b``."""
+    """A weight: an int, a float or a fraction ``a/b``, finite in float64."""
     try:
         value = _fraction(token) if "/" in token else float(token)
-    except (ValueError, ZeroDivisionError):
-        raise _error(source, line, unit, f"{token!r} is not a number") from None
-    if not np.isfinite(value):
-        raise _error(source, line, unit, f"{token!r} is not a finite number")
+    except ZeroDivisionError:
+        raise _error(
+            source, line, unit, f"{quoted(token)} is not a number (division by 0)"
+        ) from None
+    except (ValueError, ArithmeticError):
+        raise _error(source, line, unit, f"{quoted(token)} is not a number") from None
+    if math.isinf(value) and "inf" not in token.lower():
+        raise _error(source, line, unit, f"{quoted(token)} is too large: it overflows float64")
+    if not math.isfinite(value):
+        raise _error(source, line, unit, f"{quoted(token)} is not a finite number")
     return value
 
 
-def _fraction(token: str) -> float:
-    from fractions import Fraction  # only kernels written as fractions pay for the import
+# Enough digits that rounding the quotient to float64 afterwards is exact in practice; the
+# exponent range is decimal's own, so 1e400/1e399 is 10 and 1e400/1 overflows (to inf).
+_FRACTIONS = decimal.Context(
+    prec=40,
+    Emax=decimal.MAX_EMAX,
+    Emin=decimal.MIN_EMIN,
+    traps=[decimal.InvalidOperation, decimal.DivisionByZero],
+)
 
-    return float(Fraction(token))
+
+def _fraction(token: str) -> float:
+    """``a/b`` rounded once to float64, for any length of ``a`` and ``b``: decimal has no
+    limit on digits (int() has) and no exponent blow-up (Fraction('1e999999999') has)."""
+    numerator, _, denominator = token.partition("/")
+    if not numerator or "/" in denominator:
+        raise ValueError(token)
+    try:
+        quotient = _FRACTIONS.divide(decimal.Decimal(numerator), decimal.Decimal(denominator))
+    except decimal.DivisionByZero:
+        raise ZeroDivisionError(token) from None
+    return float(quotient)
 
 
 def _error(source: str, number: int | None, unit: str, message: str) -> KernelParseError:

@@ -6,8 +6,11 @@ Every kernel here is *correlated* with the image (as cv2.filter2D does); ``flip`
 
 from __future__ import annotations
 
+import math
+import operator
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -22,8 +25,9 @@ class Kernel:
     ----------
     name : str
         The name used in output file names and tables.
-    weights : ndarray
-        A 2-D float64 array, stored read-only.
+    weights : array_like
+        A 2-D matrix of real numbers, stored as a read-only float64 array. Every weight, and
+        the sum of their absolute values, must be finite in float64.
     anchor : (int, int), optional
         The (row, column) of the weight that sits on the output pixel. Defaults to
         OpenCV's ``(kH // 2, kW // 2)``, also for even and rectangular kernels.
@@ -33,6 +37,15 @@ class Kernel:
         Added to the response after filtering (libvips ``.mat`` files carry one).
     warnings : tuple of str
         What parsing changed (ImageMagick's ``nan`` cells read as 0), for the user to see.
+    source : Path, optional
+        The file the kernel was read from (None for built-in, parametric and inline kernels),
+        so that a run can refuse to write over it. Every derived kernel keeps it.
+
+    Raises
+    ------
+    KernelError
+        For weights that are not a non-empty 2-D matrix of finite real numbers, an anchor
+        that is not two whole numbers inside the matrix, or a non-finite offset.
     """
 
     name: str
@@ -41,24 +54,14 @@ class Kernel:
     description: str = ""
     offset: float = 0.0
     warnings: tuple[str, ...] = ()
+    source: Path | None = None
 
     def __post_init__(self) -> None:
-        weights = np.array(self.weights, dtype=np.float64)
-        if weights.ndim != 2 or weights.size == 0:
-            raise KernelError(
-                f"kernel {self.name!r} must be a non-empty 2-D matrix, got shape {weights.shape}"
-            )
-        if not np.isfinite(weights).all():
-            raise KernelError(f"kernel {self.name!r} has NaN or infinite weights")
+        weights = _float_weights(self.name, self.weights)
         weights.setflags(write=False)
         object.__setattr__(self, "weights", weights)
-        kh, kw = weights.shape
-        anchor = (kh // 2, kw // 2) if self.anchor is None else tuple(int(a) for a in self.anchor)
-        if not (0 <= anchor[0] < kh and 0 <= anchor[1] < kw):
-            raise KernelError(
-                f"kernel {self.name!r}: anchor {anchor} lies outside its {kh}x{kw} weights"
-            )
-        object.__setattr__(self, "anchor", anchor)
+        object.__setattr__(self, "anchor", _checked_anchor(self.name, self.anchor, weights.shape))
+        object.__setattr__(self, "offset", _checked_offset(self.name, self.offset))
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -69,6 +72,11 @@ class Kernel:
         """The sum of the weights."""
         return float(self.weights.sum())
 
+    @property
+    def abs_sum(self) -> float:
+        """The sum of the absolute weights: how much the kernel can amplify (always finite)."""
+        return float(np.abs(self.weights).sum())
+
     def flipped(self) -> Kernel:
         """The kernel rotated by 180 degrees, anchor included: correlating with it convolves."""
         kh, kw = self.shape
@@ -76,14 +84,45 @@ class Kernel:
         return self._replace(weights=self.weights[::-1, ::-1], anchor=(kh - 1 - ay, kw - 1 - ax))
 
     def normalized(self) -> Kernel:
-        """The kernel divided by its sum; unchanged when the sum is 0 (edge detectors)."""
-        total = self.weights.sum()
-        if total == 0:
+        """The kernel divided by its sum; unchanged when the sum is 0 (edge detectors).
+
+        A sum within round-off of 0 (below ``size * eps * sum|K|``) counts as 0: dividing by
+        round-off would blow the weights up to meaningless values.
+
+        Raises
+        ------
+        KernelError
+            If dividing by the sum overflows float64.
+        """
+        total = float(self.weights.sum())
+        if abs(total) <= self.weights.size * np.finfo(np.float64).eps * self.abs_sum:
             return self
-        return self._replace(weights=self.weights / total)
+        with np.errstate(all="ignore"):  # overflow is checked below, by value
+            weights = self.weights / total
+        if not np.isfinite(weights).all():
+            raise KernelError(
+                f"kernel {self.name!r} sums to {total:g}: dividing by it (--normalize) "
+                "overflows float64"
+            )
+        return self._replace(weights=weights)
 
     def scaled(self, factor: float) -> Kernel:
-        """The kernel multiplied by ``factor``."""
+        """The kernel multiplied by ``factor``.
+
+        Raises
+        ------
+        KernelError
+            If ``factor`` is not a finite number, or the scaled weights overflow float64.
+        """
+        factor = finite_number(factor, f"kernel {self.name!r}: scale factor")
+        largest = float(np.abs(self.weights).max())
+        if not math.isfinite(largest * abs(factor)) or not math.isfinite(
+            self.abs_sum * abs(factor)
+        ):
+            raise KernelError(
+                f"kernel {self.name!r} scaled by {factor!r} overflows float64 "
+                f"(its largest |weight| is {largest:g})"
+            )
         return self._replace(weights=self.weights * factor)
 
     def renamed(self, name: str) -> Kernel:
@@ -91,7 +130,7 @@ class Kernel:
 
     def anchored(self, anchor: tuple[int, int]) -> Kernel:
         """The kernel with its anchor at (row, column) ``anchor``."""
-        return self._replace(anchor=tuple(anchor))
+        return self._replace(anchor=anchor)
 
     def _replace(self, **changes) -> Kernel:
         values = {
@@ -101,9 +140,153 @@ class Kernel:
             "description": self.description,
             "offset": self.offset,
             "warnings": self.warnings,
+            "source": self.source,
         }
         values.update(changes)
         return Kernel(**values)
+
+
+# Values longer than this are shortened in messages, so that an error stays one short line.
+_SHOWN_CHARACTERS = 40
+
+
+def quoted(value: object) -> str:
+    """``repr(value)`` for a message, shortened in the middle when it is long.
+
+    Examples
+    --------
+    >>> quoted("1" * 5000)
+    "'111111111111111111…1111111111' (5000 characters)"
+    """
+    text = value if isinstance(value, str) else repr(value)
+    if len(text) <= _SHOWN_CHARACTERS:
+        return repr(value)
+    shortened = repr(text[:18] + "…" + text[-10:])
+    return f"{shortened} ({len(text)} characters)"
+
+
+def finite_number(value: object, what: str) -> float:
+    """``value`` as a finite float; a `KernelError` naming ``what`` and the value if not.
+
+    Examples
+    --------
+    >>> finite_number(2, "scale")
+    2.0
+    """
+    if isinstance(value, (bool, str, bytes)) or value is None:
+        raise KernelError(f"{what} {quoted(value)} is not a number")
+    try:
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
+        raise KernelError(f"{what} {quoted(value)} is not a finite number") from None
+    if not math.isfinite(number):
+        raise KernelError(f"{what} {quoted(value)} is not a finite number")
+    return number
+
+
+def _float_weights(name: str, weights: object) -> np.ndarray:
+    """``weights`` as a new float64 matrix; a `KernelError` that names what is wrong if not."""
+    try:
+        raw = np.asarray(weights)
+    except (ValueError, TypeError, RecursionError):
+        raise KernelError(
+            f"kernel {name!r}: the weights must be a rectangular 2-D matrix of numbers "
+            "(rows of equal length)"
+        ) from None
+    if raw.ndim != 2 or raw.size == 0:
+        raise KernelError(f"kernel {name!r} must be a non-empty 2-D matrix, got shape {raw.shape}")
+    if raw.dtype.kind == "O":
+        return _float_weights_from_objects(name, raw)
+    if raw.dtype.kind not in "iuf":
+        raise KernelError(
+            f"kernel {name!r}: the weights must be real numbers, got dtype {raw.dtype} "
+            f"(such as {quoted(raw.flat[0].item())})"
+        )
+    with np.errstate(all="ignore"):  # long doubles beyond float64 become inf: checked below
+        converted = raw.astype(np.float64)
+    _check_finite(name, converted, raw)
+    return converted
+
+
+def _float_weights_from_objects(name: str, raw: np.ndarray) -> np.ndarray:
+    """An object array (Python ints too large for int64, Fractions...): each a real number."""
+    converted = np.empty(raw.shape, dtype=np.float64)
+    for index, value in np.ndenumerate(raw):
+        if isinstance(value, (bool, str, bytes, complex)) or not _is_real(value):
+            raise KernelError(
+                f"kernel {name!r}: weight {quoted(value)} at (row {index[0]}, col {index[1]}) "
+                "is not a real number"
+            )
+        try:
+            converted[index] = float(value)
+        except OverflowError:
+            converted[index] = math.inf  # reported by _check_finite, with the value
+    _check_finite(name, converted, raw)
+    return converted
+
+
+def _is_real(value: object) -> bool:
+    try:
+        float(value)
+    except OverflowError:
+        return True
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def _check_finite(name: str, weights: np.ndarray, raw: np.ndarray) -> None:
+    finite = np.isfinite(weights)
+    if not finite.all():
+        row, col = np.argwhere(~finite)[0]
+        value = raw[row, col]
+        value = value.item() if isinstance(value, np.generic) else value
+        raise KernelError(
+            f"kernel {name!r} has NaN or infinite weights: {quoted(value)} at "
+            f"(row {row}, col {col}) is not finite in float64"
+        )
+    if not math.isfinite(float(np.abs(weights).sum())):
+        largest = float(np.abs(weights).max())
+        raise KernelError(
+            f"kernel {name!r}: the sum of its |weights| overflows float64 "
+            f"(largest |weight| {largest:g})"
+        )
+
+
+def _checked_anchor(name: str, anchor: object, shape: tuple[int, int]) -> tuple[int, int]:
+    """The anchor as two ints inside the matrix; OpenCV's centre when None."""
+    kh, kw = shape
+    if anchor is None:
+        return kh // 2, kw // 2
+    try:
+        row, column = anchor
+    except (TypeError, ValueError):
+        raise KernelError(
+            f"kernel {name!r}: anchor {quoted(anchor)} must be two whole numbers (row, column)"
+        ) from None
+    whole = (_whole_number(row), _whole_number(column))
+    if None in whole:
+        raise KernelError(
+            f"kernel {name!r}: anchor {quoted(anchor)} must be two whole numbers (row, column)"
+        )
+    if not (0 <= whole[0] < kh and 0 <= whole[1] < kw):
+        raise KernelError(f"kernel {name!r}: anchor {whole} lies outside its {kh}x{kw} weights")
+    return whole
+
+
+def _whole_number(value: object) -> int | None:
+    """``value`` as an int if it is one (2, 2.0, numpy integers); None for 1.5, '1', nan."""
+    try:
+        return operator.index(value)
+    except TypeError:
+        pass
+    if isinstance(value, (float, np.floating)) and math.isfinite(value) and value == int(value):
+        return int(value)
+    return None
+
+
+def _checked_offset(name: str, offset: object) -> float:
+    return finite_number(offset, f"kernel {name!r}: offset")
 
 
 def _box(size: int) -> np.ndarray:
@@ -182,14 +365,33 @@ def adjust_kernels(
     scale: float | None = None,
     anchor: tuple[int, int] | None = None,
 ) -> list[Kernel]:
-    """``--normalize`` (divide by the sum), then ``--scale``, then ``--anchor``, for each."""
+    """``--normalize`` (divide by the sum), then ``--scale``, then ``--anchor``, for each.
+
+    Raises
+    ------
+    KernelError
+        For a ``scale`` that is not a finite number (0 is allowed), or one that makes a
+        kernel's weights overflow float64; the message names ``--scale`` and its value.
+    """
     if normalize:
         kernels = [k.normalized() for k in kernels]
     if scale is not None:
-        kernels = [k.scaled(scale) for k in kernels]
+        factor = finite_number(scale, "--scale")
+        kernels = [_scaled_by_option(k, factor) for k in kernels]
     if anchor is not None:
         kernels = [k.anchored(anchor) for k in kernels]
     return kernels
+
+
+def _scaled_by_option(kernel: Kernel, factor: float) -> Kernel:
+    try:
+        return kernel.scaled(factor)
+    except KernelError:
+        largest = float(np.abs(kernel.weights).max())
+        raise KernelError(
+            f"--scale {factor!r} makes kernel {kernel.name!r} overflow float64 "
+            f"(its largest |weight| is {largest:g})"
+        ) from None
 
 
 def safe_name(name: str) -> str:
@@ -239,6 +441,9 @@ def get_kernel(name: str) -> Kernel:
 
 
 def _size(family: str, text: str, odd: bool) -> int:
+    digits = text.strip().lstrip("+")
+    if digits.isdecimal() and len(digits) > len(str(MAX_PARAMETRIC_SIZE)):
+        raise KernelError(f"{family}: size {quoted(text)} is larger than {MAX_PARAMETRIC_SIZE}")
     try:
         size = int(text)
     except ValueError:
@@ -246,7 +451,7 @@ def _size(family: str, text: str, odd: bool) -> int:
     if size < 1 or (odd and size % 2 == 0):
         need = "an odd whole number" if odd else "a whole number"
         raise KernelError(
-            f"{family}: the size N must be {need} >= 1, got {text!r} "
+            f"{family}: the size N must be {need} >= 1, got {quoted(text)} "
             f"(write {PARAMETRIC_USAGE[family]})"
         )
     if size > MAX_PARAMETRIC_SIZE:
@@ -254,15 +459,31 @@ def _size(family: str, text: str, odd: bool) -> int:
     return size
 
 
-def _number(family: str, what: str, text: str, positive: bool = False) -> float:
+def _number(family: str, what: str, text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        value = float("nan")
-    if not np.isfinite(value) or (positive and value <= 0):
-        need = "a positive number" if positive else "a number"
+        value = math.nan
+    if not math.isfinite(value):
         raise KernelError(
-            f"{family}: {what} must be {need}, got {text!r} (write {PARAMETRIC_USAGE[family]})"
+            f"{family}: {what} must be a finite number, got {quoted(text)} "
+            f"(write {PARAMETRIC_USAGE[family]})"
+        )
+    return value
+
+
+def _sigma(family: str, text: str) -> float:
+    """SIGMA within `SIGMA_RANGE`: outside it the weights underflow or overflow float64 (the
+    Laplacian of Gaussian divides by sigma**4) and change nothing a user could see anyway."""
+    low, high = SIGMA_RANGE
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not low <= value <= high:
+        raise KernelError(
+            f"{family}: SIGMA must be a number from {low:g} to {high:g}, got {quoted(text)} "
+            f"(write {PARAMETRIC_USAGE[family]})"
         )
     return value
 
@@ -294,7 +515,7 @@ def gaussian_kernel(name: str, size: str, sigma: str = "", *extra: str) -> Kerne
 
     _too_many("gaussian", extra)
     n = _size("gaussian", size, odd=True)
-    s = _number("gaussian", "SIGMA", sigma, positive=True) if sigma else 0.0
+    s = _sigma("gaussian", sigma) if sigma else 0.0
     column = cv2.getGaussianKernel(n, s, cv2.CV_64F)
     shown = f"sigma {s:g}" if sigma else "OpenCV's default sigma"
     return Kernel(name, column @ column.T, description=f"{n}x{n} Gaussian, {shown}")
@@ -308,10 +529,11 @@ def log_kernel(name: str, size: str, sigma: str = "", *extra: str) -> Kernel:
     """
     _too_many("log", extra)
     n = _size("log", size, odd=True)
-    s = _number("log", "SIGMA", sigma, positive=True) if sigma else opencv_sigma(n)
+    s = _sigma("log", sigma) if sigma else opencv_sigma(n)
     offsets = np.arange(n) - n // 2
     r2 = offsets[:, None] ** 2 + offsets[None, :] ** 2
-    weights = (r2 - 2 * s * s) / s**4 * np.exp(-r2 / (2 * s * s))
+    with np.errstate(under="ignore"):  # far taps of a narrow LoG are 0, as they should be
+        weights = (r2 - 2 * s * s) / s**4 * np.exp(-r2 / (2 * s * s))
     weights -= weights.mean()  # a flat image must give exactly nothing
     return Kernel(name, weights, description=f"{n}x{n} Laplacian of Gaussian, sigma {s:g}")
 
@@ -326,7 +548,8 @@ def motion_kernel(name: str, size: str, angle: str = "0", *extra: str) -> Kernel
     _too_many("motion", extra)
     n = _size("motion", size, odd=False)
     degrees = _number("motion", "ANGLE", angle)
-    theta = np.deg2rad(degrees)
+    # fmod is exact: a huge angle keeps its true direction instead of losing it to round-off.
+    theta = np.deg2rad(math.fmod(degrees, 360.0))
     # Image rows grow downwards, so counter-clockwise means y = -sin.
     dx, dy = np.cos(theta), -np.sin(theta)
     centre = (n - 1) / 2
@@ -341,6 +564,10 @@ def motion_kernel(name: str, size: str, angle: str = "0", *extra: str) -> Kernel
 
 
 MAX_PARAMETRIC_SIZE = 1001
+# SIGMA of gaussian: and log:, in pixels. Below 0.001 every kernel is the identity (or its
+# Laplacian), above 10000 (ten times the largest kernel) a flat box; beyond these bounds the
+# arithmetic of log:N:SIGMA underflows or overflows float64.
+SIGMA_RANGE = (1e-3, 1e4)
 PARAMETRIC = {
     "box": box_kernel,
     "gaussian": gaussian_kernel,

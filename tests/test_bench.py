@@ -42,20 +42,33 @@ def test_ratios_are_to_the_fastest_measured_cell():
     }
 
 
-def test_bench_command_report_and_plot_hint(tmp_path, monkeypatch):
-    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if it were not installed
+def test_bench_command_writes_its_report(tmp_path):
     report = tmp_path / "bench.json"
     args = ["--sizes", "32", "--kernels", "sharpen,gaussian:5", "--backends", "filter2d,numpy"]
-    args += ["--repeat", "1", "--report", str(report), "--plot", str(tmp_path / "p.png")]
-    result = CliRunner().invoke(main, ["bench", *args])
+    result = CliRunner().invoke(main, ["bench", *args, "--repeat", "1", "--report", str(report)])
     assert result.exit_code == 0, result.output
     rows = json.loads(report.read_text())["rows"]
     assert [(r["kernel"], r["backend"]) for r in rows] == [
         ("sharpen", "filter2d"), ("sharpen", "numpy"),
         ("gaussian:5", "filter2d"), ("gaussian:5", "numpy"),
     ]  # fmt: skip
-    assert 'note: --plot needs matplotlib: pip install "convkit[plot]"' in result.output
-    assert not (tmp_path / "p.png").exists()
+
+
+def test_plot_without_matplotlib_is_refused_before_the_timing(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if it were not installed
+    report = tmp_path / "bench.json"
+    args = ["--sizes", "32", "--report", str(report), "--plot", str(tmp_path / "p.png")]
+    result = CliRunner().invoke(main, ["bench", *args])
+    assert result.exit_code == 2
+    assert result.output == 'Error: --plot needs matplotlib: pip install "convkit[plot]"\n'
+    assert not report.exists() and not (tmp_path / "p.png").exists()
+
+
+def test_report_and_plot_cannot_share_a_path(tmp_path):
+    path = tmp_path / "same.json"
+    result = CliRunner().invoke(main, ["bench", "--report", str(path), "--plot", str(path)])
+    assert result.exit_code == 2
+    assert result.output.startswith(f"Error: the plot {path} would replace the output {path}")
 
 
 @pytest.mark.parametrize(("args", "message"), [
