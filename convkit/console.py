@@ -288,7 +288,7 @@ def timing_table(report: ImageReport, decorated: bool) -> Table:
     height, width = report.shape[:2]
     channels = report.shape[2] if len(report.shape) == 3 else 1
     table = Table(
-        title=f"{one_line(report.image)}  {width}x{height}, {channels} channel{'s' * (channels > 1)}",
+        title=f"{one_line(report.image)}  {width}x{height}, {_channels(channels)}",
         box=_box(decorated),
         header_style="bold" if decorated else "",
         title_style="" if not decorated else "bold",
@@ -399,6 +399,10 @@ def batch_summary(batch: BatchReport) -> str:
     if batch.interrupted:
         summary = "interrupted: " + summary + "; no partial files were left"
     return summary
+
+
+def _channels(count: int) -> str:
+    return f"{count} channel{'s' * (count > 1)}"
 
 
 def _box(decorated: bool):

@@ -222,14 +222,17 @@ def check_resources(
     settings: ApplySettings,
 ) -> None:
     """Refuse, before any work, a kernel whose estimated peak memory on some backend exceeds
-    ``settings.max_memory`` (`convkit.resources`)."""
+    ``settings.max_memory`` (`convkit.resources`), streamed or whole as it will run."""
     item = 4 if settings.precision == "float32" else 8
     valid = settings.padding.mode == "valid"
     for kernel in kernels:
+        strip_rows = None
+        if can_stream(color, kernel, backends, settings):
+            strip_rows = strip_height(color.shape)
         for layer in _kernels_of(kernel):
             check_memory(
                 backends, color.shape, image_item, layer.name, layer.shape, valid,
-                settings.max_memory, item,
+                settings.max_memory, item, strip_rows,
             )  # fmt: skip
 
 
@@ -405,6 +408,12 @@ def can_stream(
     return True
 
 
+def strip_height(shape: tuple[int, ...], strip_bytes: int = STRIP_BYTES) -> int:
+    """Rows of output per strip: about ``strip_bytes`` of float64 response."""
+    channels = shape[2] if len(shape) == 3 else 1
+    return max(1, strip_bytes // (shape[1] * channels * 8))
+
+
 def saturates_exactly(
     color: np.ndarray, kernel: Kernel, backend: str, settings: ApplySettings
 ) -> bool:
@@ -443,9 +452,8 @@ def stream(
         return correlate_saturated(color, kernel.weights, kernel.anchor, settings.padding)
     padded = pad_image(color, kernel.shape, kernel.anchor, settings.padding)
     height, width = output_shape(color.shape, kernel.shape, settings.padding.mode)
-    channels = color.shape[2] if color.ndim == 3 else 1
     out = np.empty((height, width) + color.shape[2:], dtype=output_dtype(color))
-    rows = max(1, strip_bytes // (width * channels * 8))
+    rows = strip_height((height, width) + color.shape[2:], strip_bytes)
     halo = kernel.shape[0] - 1
     for top in range(0, height, rows):
         bottom = min(height, top + rows)

@@ -20,6 +20,9 @@ from convkit.errors import UsageError
 NAIVE_SECONDS_PER_SAMPLE = 4e-6
 NAIVE_SECONDS_PER_TAP = 1.3e-9
 
+# What the interpreter holds before any image: Python, numpy, OpenCV (about 100-150 MB RSS).
+INTERPRETER_BYTES = 150 * 2**20
+
 _SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*", re.IGNORECASE)
 _UNITS = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
 
@@ -105,10 +108,9 @@ def backend_peak_bytes(
     fft = _fft_bytes(height + grow_h, width + grow_w, kh, kw, channels, item) + kernel
     if backend == "fft":
         return fft
-    # filter2d and auto: OpenCV pads what it cannot border itself, and from 50 taps on may
-    # filter through its own DFT, which costs about what scipy's does.
-    direct = (padded + out) * channels * item + 3 * kernel
-    return max(direct, fft) if kh * kw > 49 else direct
+    # filter2d and auto: OpenCV pads what it cannot border itself; its DFT path (from 50
+    # taps) works in tiles and stays within that (measured: benchmarks/memory_model.py).
+    return padded * channels * item + 3 * kernel
 
 
 def _fft_bytes(height: int, width: int, kh: int, kw: int, channels: int, item: int) -> int:
@@ -125,14 +127,28 @@ def run_peak_bytes(
     kernel_shape: tuple[int, int],
     valid: bool,
     item: int = 8,
+    strip_rows: int | None = None,
 ) -> dict[str, int]:
-    """Each backend's estimated peak for one kernel of an ``apply`` run, in bytes: the decoded
-    image, its float copy, every backend's kept response, the rendered outputs and the
-    comparison picture, plus what the backend itself allocates."""
+    """Each backend's estimated peak for one kernel of an ``apply`` run, in bytes.
+
+    A whole-image run holds the decoded image, its float copy, every backend's response, the
+    rendered outputs and the comparison picture, plus what the backend itself allocates. A
+    run streamed in strips of ``strip_rows`` rows holds the decoded image, its padded copy
+    and the output, all in the image's own type, plus one strip's worth of floats.
+    """
     samples = 1
     for n in image_shape:
         samples *= n
-    held = samples * (image_item + item + 8 * len(backends) + 4 * (len(backends) + 2))
+    if strip_rows is not None:
+        height, width = image_shape[:2]
+        kh, kw = kernel_shape
+        padded = samples // height * (height + kh - 1) * (width + kw - 1) // width
+        strip = (min(strip_rows, height), *image_shape[1:])
+        held = INTERPRETER_BYTES + image_item * (2 * samples + padded)
+        return {b: held + backend_peak_bytes(b, strip, kernel_shape, valid, item) for b in backends}
+    # decoded image, its float copy, each backend's response, the rendered images
+    per_sample = image_item + item + item * len(backends) + image_item * (len(backends) + 1)
+    held = INTERPRETER_BYTES + samples * per_sample
     return {
         b: held + backend_peak_bytes(b, image_shape, kernel_shape, valid, item) for b in backends
     }
@@ -147,12 +163,13 @@ def check_memory(
     valid: bool,
     max_memory: int | None,
     item: int = 8,
+    strip_rows: int | None = None,
 ) -> None:
     """A `UsageError` naming the kernel, the backend and ``--max-memory`` when a backend's
-    estimated peak exceeds ``max_memory`` (None: no limit)."""
+    estimated peak (`run_peak_bytes`) exceeds ``max_memory`` (None: no limit)."""
     if max_memory is None:
         return
-    peaks = run_peak_bytes(backends, image_shape, image_item, kernel_shape, valid, item)
+    peaks = run_peak_bytes(backends, image_shape, image_item, kernel_shape, valid, item, strip_rows)
     backend, peak = max(peaks.items(), key=lambda kv: kv[1])
     if peak > max_memory:
         height, width = image_shape[:2]

@@ -1,0 +1,86 @@
+"""The memory model of `convkit.resources` against measured peaks.
+
+For each case, runs ``convkit apply`` in a child process, reads its peak RSS (ru_maxrss of
+the child), and prints it beside the estimate that ``--max-memory`` is checked against.
+The model should never be below the measurement (a run it admits must fit) and not far
+above it (or it refuses runs that would fit).
+
+    python benchmarks/memory_model.py [--size 3000x4000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from common import compile_convkit, convkit_command  # noqa: E402
+
+CASES = [
+    ("sharpen", []),
+    ("large_blur", []),
+    ("gaussian:51", ["-b", "fft"]),
+    ("motion:21:30", ["-b", "numpy"]),
+    ("log:61", ["-b", "filter2d"]),
+    ("sharpen", ["-b", "filter2d", "--no-compare"]),
+    ("large_blur", ["-b", "filter2d", "--no-compare"]),
+]
+
+
+def estimate(path: Path, kernel: str, extra: list[str]) -> int:
+    """The estimate `convkit.pipeline.check_resources` compares with --max-memory."""
+    from convkit.imageio import read_image
+    from convkit.kernel_files import resolve_kernel
+    from convkit.pipeline import ApplySettings, can_stream, strip_height
+    from convkit.resources import run_peak_bytes
+
+    image = read_image(path)
+    backend = extra[extra.index("-b") + 1] if "-b" in extra else "filter2d"
+    settings = ApplySettings(backends=(backend,), compare="--no-compare" not in extra)
+    k = resolve_kernel(kernel, kernel)
+    rows = strip_height(image.shape) if can_stream(image, k, (backend,), settings) else None
+    return run_peak_bytes((backend,), image.shape, 1, k.shape, False, 8, rows)[backend]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", default="3000x4000", help="HxW of the colour test image")
+    args = parser.parse_args()
+    height, width = (int(n) for n in args.size.split("x"))
+    compile_convkit()
+    import cv2
+    import numpy as np
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "image.png"
+        rng = np.random.default_rng(1)
+        cv2.imwrite(str(path), rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
+        print(f"{os.uname().machine}, {width}x{height} colour; MB (2**20 bytes)")
+        print(f"{'kernel':14} {'options':28} {'measured':>9} {'estimate':>9} {'ratio':>6}")
+        for kernel, extra in CASES:
+            # Each case in a fresh child so that ru_maxrss is that child's own peak.
+            command = [convkit_command(), "apply", "-i", str(path), "-k", kernel, *extra]
+            command += ["-o", str(Path(folder) / "out"), "-q"]
+            wrapper = [sys.executable, "-c", _CHILD, *command]
+            peak = int(subprocess.run(wrapper, capture_output=True, text=True, check=True).stdout)
+            guess = estimate(path, kernel, extra)
+            print(
+                f"{kernel:14} {' '.join(extra):28} {peak / 2**20:9.0f} {guess / 2**20:9.0f} "
+                f"{guess / peak:6.2f}"
+            )
+
+
+# Runs the command and prints its peak RSS in bytes: a fresh parent for every case.
+_CHILD = """
+import resource, subprocess, sys
+subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL)
+print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024)
+"""
+
+if __name__ == "__main__":
+    main()
