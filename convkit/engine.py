@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import numpy as np
@@ -14,16 +15,34 @@ from convkit.padding import Padding, make_padding
 DEFAULT_BACKEND = "filter2d"
 
 
-def as_kernel(kernel: Kernel | np.ndarray | list) -> Kernel:
-    """A `Kernel` as is; a 2-D array-like becomes an unnamed kernel with the default anchor."""
+def as_kernel(kernel: Kernel | np.ndarray | list | str) -> Kernel:
+    """A `Kernel` as is; a string as the command line reads ``--kernel`` (a bank or
+    parametric name, an inline matrix or a kernel file); a 2-D array-like becomes an unnamed
+    kernel with the default anchor.
+
+    Raises
+    ------
+    KernelError
+        For a string that names no kernel, or an array that is not a 2-D matrix of finite
+        real numbers.
+    """
     if isinstance(kernel, Kernel):
         return kernel
-    return Kernel("array", np.asarray(kernel, dtype=np.float64))
+    if isinstance(kernel, str):
+        from convkit.kernel_files import resolve_kernel
+
+        return resolve_kernel(kernel, "inline")
+    return Kernel("array", kernel)
 
 
 def check_image(image: np.ndarray) -> np.ndarray:
     """An (H, W) or (H, W, C) array of real numbers, not empty; raises `UsageError` if not."""
-    image = np.asarray(image)
+    try:
+        image = np.asarray(image)
+    except (ValueError, TypeError, RecursionError):
+        raise UsageError(
+            "an image must be a rectangular (H, W) or (H, W, C) array of numbers"
+        ) from None
     if image.ndim not in (2, 3):
         raise UsageError(f"an image must be (H, W) or (H, W, C), got shape {image.shape}")
     if image.size == 0:
@@ -97,8 +116,12 @@ def convolve(
     Raises
     ------
     UsageError
-        For an empty or non-numeric image, an unknown padding or backend, or a kernel larger
-        than the image under ``valid``.
+        For an empty or non-numeric image, an unknown padding, backend or precision, a
+        non-finite ``cval``, a kernel larger than the image under ``valid``, or a response
+        that would overflow float64 (see `check_range`).
+    KernelError
+        For a kernel that is not a 2-D matrix of finite real numbers, a string that names
+        no kernel, or an anchor that is not two whole numbers inside the kernel.
 
     Examples
     --------
@@ -135,15 +158,14 @@ def convolve_exact(
     if anchor is not None:
         kernel = kernel.anchored(anchor)
     padding = make_padding(padding, cval)
-    name = check_backend_name(backend)
+    name = _backend_name(backend)
+    dtype = precision_dtype(precision)
     correlate = get_backend(name)
     check_fits(image.shape, kernel, padding)
+    spec = KNOWN_BACKENDS[name]
+    check_range(image, kernel, padding, dtype, exact_sums=spec.direct)
     if flip:
         kernel = kernel.flipped()
-    spec = KNOWN_BACKENDS[name]
-    if precision not in PRECISIONS:
-        raise UsageError(f"unknown precision {precision!r}: use float64 or float32")
-    dtype = PRECISIONS[precision]
     if spec.direct and precision == "float64":
         dtype = working_dtype(image.dtype, kernel.weights, padding.cval, kernel.offset)
     if image.ndim == 3 and spec.multichannel and image.shape[2] <= 4:
@@ -161,6 +183,76 @@ def convolve_exact(
         responses.append(response.astype(dtype, copy=False))
     response = responses[0] if image.ndim == 2 else np.stack(responses, axis=-1)
     return _with_offset(response, kernel)
+
+
+def _backend_name(backend: object) -> str:
+    if not isinstance(backend, str):
+        valid = ", ".join(KNOWN_BACKENDS)
+        raise UsageError(f"unknown backend {backend!r}: use one of {valid}")
+    return check_backend_name(backend)
+
+
+def precision_dtype(precision: object) -> np.dtype:
+    """The dtype of ``"float64"`` or ``"float32"``; a `UsageError` naming anything else."""
+    if not isinstance(precision, str) or precision not in PRECISIONS:
+        raise UsageError(f"unknown precision {precision!r}: use float64 or float32")
+    return PRECISIONS[precision]
+
+
+def check_range(
+    image: np.ndarray,
+    kernel: Kernel,
+    padding: Padding,
+    dtype: np.dtype | str = "float64",
+    exact_sums: bool = True,
+) -> None:
+    """Refuse a response that float arithmetic cannot hold: no inf, NaN or warning later.
+
+    Every response value is bounded by ``sum|K| * max|I| + |offset|`` (``max|I|`` including
+    ``cval`` under ``constant``); that bound must be finite in ``dtype``. A backend that may
+    sum through a Fourier transform (``exact_sums`` False, or more than
+    `DIRECT_FILTER_MAX_AREA` taps, where OpenCV takes its DFT path) has intermediate sums up
+    to (samples)**2 times larger, so it gets that much headroom.
+
+    Raises
+    ------
+    UsageError
+        If the image holds an infinite value, or the bound overflows ``dtype``; the message
+        names sum|K| and max|I|.
+    """
+    peak = largest_magnitude(image)
+    if math.isinf(peak):
+        raise UsageError("the image holds infinite values: convkit filters finite numbers only")
+    if padding.mode == "constant":
+        peak = max(peak, abs(padding.cval))
+    if math.isnan(peak):  # every pixel NaN: the response is NaN whatever the kernel
+        return
+    largest = float(np.finfo(dtype).max)
+    headroom = 1.0
+    if not exact_sums or kernel.weights.size > DIRECT_FILTER_MAX_AREA:
+        (h, w), (kh, kw) = image.shape[:2], kernel.shape
+        headroom = float((h + 2 * kh) * (w + 2 * kw)) ** 2
+    bound = kernel.abs_sum * peak + abs(kernel.offset)
+    if bound * headroom > largest:  # inf compares larger too
+        where = "" if headroom == 1.0 else " in the sums of a Fourier transform"
+        raise UsageError(
+            f"kernel {kernel.name!r}: sum|K| x max|I| = {kernel.abs_sum:g} x {peak:g} "
+            f"would overflow {np.dtype(dtype).name}{where}: scale the kernel or the image down"
+        )
+
+
+def largest_magnitude(image: np.ndarray) -> float:
+    """``max|I|``: from the dtype's range for integers up to 32 bits (no pass over the
+    pixels), else the largest magnitude present, ignoring NaN (NaN if every pixel is)."""
+    if image.dtype.kind == "b":
+        return 1.0
+    if image.dtype.kind in "iu" and image.dtype.itemsize <= 4:
+        info = np.iinfo(image.dtype)
+        return float(max(-int(info.min), int(info.max)))
+    with np.errstate(invalid="ignore"):
+        high = float(np.fmax.reduce(image, axis=None))
+        low = float(np.fmin.reduce(image, axis=None))
+    return max(abs(high), abs(low)) if not math.isnan(high) else math.nan
 
 
 PRECISIONS = {"float64": np.dtype(np.float64), "float32": np.dtype(np.float32)}
@@ -181,7 +273,7 @@ def working_dtype(
     the response is the exact one, bit for bit what float64 gives, at half the memory traffic.
     """
     image_dtype = np.dtype(image_dtype)
-    if image_dtype.kind not in "iu" or offset:
+    if image_dtype.kind not in "iu" or offset or not math.isfinite(cval):
         return np.dtype(np.float64)
     if weights.size > DIRECT_FILTER_MAX_AREA or not np.all(weights == np.round(weights)):
         return np.dtype(np.float64)

@@ -126,8 +126,8 @@ def parse_magick(text: str, name: str, source: str) -> Kernel:
     match = _MAGICK.fullmatch(text)
     if match is None:
         raise KernelParseError(source, None, "not an ImageMagick kernel ('WxH[+X+Y]: values')")
-    width = int(match.group(1))
-    height = int(match.group(2) or width)
+    width = _size_field(match.group(1), source, None)
+    height = _size_field(match.group(2), source, None) if match.group(2) else width
     if width < 1 or height < 1:
         raise KernelParseError(source, None, f"size {width}x{height} must be at least 1x1")
     tokens = [t for t in _SEPARATORS.split(match.group(5).strip()) if t]
@@ -139,7 +139,7 @@ def parse_magick(text: str, name: str, source: str) -> Kernel:
     values = [0.0 if i in holes else parse_number(t, source, None) for i, t in enumerate(tokens)]
     anchor = None
     if match.group(3) is not None:
-        column, row = int(match.group(3)), int(match.group(4))
+        column, row = (_origin_field(match.group(g), source) for g in (3, 4))
         if not (0 <= column < width and 0 <= row < height):
             raise KernelParseError(
                 source, None, f"origin +{column}+{row} lies outside the {width}x{height} kernel"
@@ -151,6 +151,19 @@ def parse_magick(text: str, name: str, source: str) -> Kernel:
         warnings = (f"kernel {name!r}: {len(holes)} nan/- cells read as 0: {cells}",)
     weights = np.array(values).reshape(height, width)
     return Kernel(name, weights, anchor, f"ImageMagick kernel from {source}", warnings=warnings)
+
+
+def _size_field(token: str, source: str, line: int | None) -> int:
+    """A width or height: a whole number with few enough digits for int()."""
+    if len(token.lstrip("+0")) > _MAX_SIZE_DIGITS:
+        raise KernelParseError(source, line, f"size {quoted(token)} is too large for a kernel")
+    return int(token)
+
+
+def _origin_field(token: str, source: str) -> int:
+    if len(token.lstrip("+-0")) > _MAX_SIZE_DIGITS:
+        raise KernelParseError(source, None, f"origin {quoted(token)} lies outside the kernel")
+    return int(token)
 
 
 def is_magick(text: str) -> bool:
@@ -169,11 +182,14 @@ def parse_kernel(text: str, name: str = "inline") -> Kernel:
     >>> parse_kernel("2x1+0+0: 1 -1").anchor
     (0, 0)
     """
+    if not isinstance(text, str):
+        raise KernelError(f"an inline kernel must be a string, got {quoted(text)}")
+    source = f"inline kernel {quoted(text)}"
     if is_magick(text):
-        return parse_magick(text, name, f"inline kernel {text!r}")
+        return parse_magick(text, name, source)
     pieces = re.split(r"[;\n]", text)
     numbered = list(enumerate(pieces, start=1))
-    weights = parse_rows(numbered, f"inline kernel {text!r}", unit="row")
+    weights = parse_rows(numbered, source, unit="row")
     return Kernel(name, weights, description="inline kernel")
 
 
@@ -190,25 +206,31 @@ def looks_inline(value: str) -> bool:
 def load_kernel(path: str | Path) -> Kernel:
     """Read a kernel file; the format follows the suffix (anything unknown is read as text).
 
+    Only a regular file is read, and only if it holds at most `MAX_KERNEL_FILE_BYTES`
+    (16 MiB); it is opened without blocking, so a FIFO swapped in at the last moment is
+    refused too. A text file may start with a UTF-8 byte order mark. The kernel's ``source``
+    is ``path``.
+
     Raises
     ------
     UsageError
-        If the file does not exist or cannot be read.
+        If the file does not exist, is not a regular file (a folder, FIFO, device, socket),
+        is larger than the limit or cannot be read; the message names the path.
     KernelParseError
         If its contents are not a kernel; the message names file, line and token.
     """
     path = Path(path)
     source = str(path)
-    if not path.is_file():
-        what = "is a directory, not a kernel file" if path.is_dir() else "not found"
-        raise UsageError(f"kernel file {what}: {source}")
+    data = _read_kernel_file(path, source)
+    kernel = _parse_kernel_bytes(data, path, source)
+    return kernel._replace(source=path)
+
+
+def _parse_kernel_bytes(data: bytes, path: Path, source: str) -> Kernel:
     suffix = path.suffix.lower()
     if suffix == ".npy":
-        return _load_npy(path, source)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise KernelParseError(source, None, f"cannot read as text ({exc})") from None
+        return _load_npy(data, source, path.stem)
+    text = _decode(data, source)
     if suffix == ".json":
         return _parse_json(text, source, path.stem)
     if suffix == ".mat":
@@ -219,29 +241,146 @@ def load_kernel(path: str | Path) -> Kernel:
     return Kernel(path.stem, parse_rows(_numbered(text), source), description=f"from {source}")
 
 
+_FILE_KINDS = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def _read_kernel_file(path: Path, source: str) -> bytes:
+    """The bytes of a regular file of at most `MAX_KERNEL_FILE_BYTES`; `UsageError` if not."""
+    try:
+        info = os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        raise UsageError(f"kernel file not found: {source}") from None
+    except ValueError:  # a NUL byte in the name
+        raise UsageError(f"kernel file not found: {quoted(source)}") from None
+    except OSError as exc:
+        raise UsageError(f"cannot read kernel file {source}: {exc.strerror}") from None
+    _check_regular_file(info, source)
+    # Not opened at all unless regular; opened non-blocking in case it was swapped for a FIFO
+    # since, and checked again on the open descriptor.
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
+    try:
+        descriptor = os.open(path, flags | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        raise UsageError(f"cannot read kernel file {source}: {exc.strerror}") from None
+    with os.fdopen(descriptor, "rb", buffering=0) as file:
+        _check_regular_file(os.fstat(file.fileno()), source)
+        try:
+            data = _read_at_most(file, MAX_KERNEL_FILE_BYTES + 1)
+        except OSError as exc:
+            raise UsageError(f"cannot read kernel file {source}: {exc.strerror}") from None
+    if len(data) > MAX_KERNEL_FILE_BYTES:
+        _refuse_size(source, f"more than {len(data) - 1} bytes")
+    return data
+
+
+def _check_regular_file(info: os.stat_result, source: str) -> None:
+    if not stat.S_ISREG(info.st_mode):
+        what = next((kind for test, kind in _FILE_KINDS if test(info.st_mode)), "special")
+        raise UsageError(f"kernel file {source} is {what}, not a regular file")
+    if info.st_size > MAX_KERNEL_FILE_BYTES:
+        _refuse_size(source, f"{info.st_size} bytes")
+
+
+def _refuse_size(source: str, size: str) -> None:
+    raise UsageError(
+        f"kernel file {source} is {size}, more than the limit of {MAX_KERNEL_FILE_BYTES} "
+        f"bytes ({MAX_KERNEL_FILE_BYTES // 2**20} MiB) for a kernel file"
+    )
+
+
+def _read_at_most(file: io.RawIOBase, limit: int) -> bytes:
+    """Up to ``limit`` bytes: a file that grew since it was measured is read no further."""
+    chunks = []
+    remaining = limit
+    while remaining > 0:
+        chunk = file.read(min(remaining, 2**20))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        remaining -= len(chunk)
+    return b"".join(chunks)
+
+
+def _decode(data: bytes, source: str) -> str:
+    """UTF-8 text; a leading byte order mark (spreadsheets write one) is dropped."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        byte = data[exc.start : exc.start + 1].hex()
+        raise KernelParseError(
+            source, line, f"not UTF-8 text (byte 0x{byte} at offset {exc.start})"
+        ) from None
+
+
 def _numbered(text: str) -> list[tuple[int, str]]:
     return list(enumerate(text.splitlines(), start=1))
 
 
-def _load_npy(path: Path, source: str) -> Kernel:
+def _load_npy(data: bytes, source: str, stem: str) -> Kernel:
+    """A 2-D array of real numbers; its header is checked against the data before reading."""
+    shape, fortran, dtype, offset = _npy_header(data, source)
+    if dtype.hasobject:
+        raise KernelParseError(
+            source, None, "holds Python objects (a pickle), which convkit does not load"
+        )
+    if dtype.kind not in "iuf":
+        raise KernelParseError(source, None, f"needs real numbers, got dtype {dtype}")
+    if len(shape) != 2 or math.prod(shape) == 0:
+        raise KernelParseError(source, None, f"needs a non-empty 2-D array, got {shape}")
+    expected = math.prod(shape) * dtype.itemsize
+    if len(data) - offset != expected:
+        raise KernelParseError(
+            source,
+            None,
+            f"its header says {shape[0]}x{shape[1]} {dtype} ({expected} bytes of data) but "
+            f"the file holds {len(data) - offset}",
+        )
+    weights = np.frombuffer(data, dtype, math.prod(shape), offset)
+    weights = weights.reshape(shape, order="F" if fortran else "C")
+    return _kernel_from(weights, source, stem)
+
+
+def _npy_header(data: bytes, source: str) -> tuple[tuple[int, ...], bool, np.dtype, int]:
+    """(shape, fortran order, dtype, offset of the data) from a .npy file's header."""
+    from numpy.lib import format as npy
+
+    stream = io.BytesIO(data)
     try:
-        weights = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as exc:
-        raise KernelParseError(source, None, f"not a readable .npy array ({exc})") from None
-    if weights.ndim != 2 or weights.size == 0:
-        raise KernelParseError(source, None, f"needs a non-empty 2-D array, got {weights.shape}")
-    if not np.issubdtype(weights.dtype, np.number) or np.iscomplexobj(weights):
-        raise KernelParseError(source, None, f"needs real numbers, got dtype {weights.dtype}")
-    if not np.isfinite(weights).all():
-        raise KernelParseError(source, None, "has NaN or infinite weights")
-    return Kernel(path.stem, weights, description=f"from {source}")
+        version = npy.read_magic(stream)
+        read_header = npy.read_array_header_1_0 if version == (1, 0) else npy.read_array_header_2_0
+        shape, fortran, dtype = read_header(stream)
+    except (ValueError, EOFError, TypeError, SyntaxError) as exc:
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise KernelParseError(source, None, f"not a readable .npy array ({message})") from None
+    return shape, fortran, dtype, stream.tell()
+
+
+def _kernel_from(weights: object, source: str, name: str, **fields) -> Kernel:
+    """A `Kernel`, its `KernelError` (NaN weights...) reported as this file's parse error."""
+    try:
+        return Kernel(name, weights, description=f"from {source}", **fields)
+    except KernelParseError:
+        raise
+    except KernelError as exc:
+        raise KernelParseError(source, None, str(exc)) from None
 
 
 def _parse_json(text: str, source: str, stem: str) -> Kernel:
     import json
 
+    _check_json_depth(text, source)
+    number = _json_number_parser(source)
     try:
-        data = json.loads(text)
+        data = json.loads(
+            text, parse_int=number, parse_float=number, parse_constant=_json_constant(source)
+        )
     except json.JSONDecodeError as exc:
         raise KernelParseError(source, exc.lineno, f"invalid JSON: {exc.msg}") from None
     name, scale = stem, 1.0
@@ -261,17 +400,64 @@ def _parse_json(text: str, source: str, stem: str) -> Kernel:
             raise KernelParseError(
                 source, None, f"row {r + 1} has {len(row)} entries but row 1 has {len(rows[0])}"
             )
-    return Kernel(name, np.array(rows) * scale, description=f"from {source}")
+    weights = np.array(rows)
+    if scale != 1.0:
+        weights = _scaled_weights(weights, scale, source, "scale")
+    return _kernel_from(weights, source, name)
+
+
+def _check_json_depth(text: str, source: str) -> None:
+    """Refuse JSON nested deeper than `MAX_JSON_DEPTH` before parsing it (json recurses)."""
+    brackets = re.sub(r'"(?:[^"\\]|\\.)*"', "", text)  # strings may hold any bracket
+    codes = np.frombuffer(brackets.encode("utf-8"), dtype=np.uint8)
+    steps = np.isin(codes, (ord("["), ord("{"))).astype(np.int64)
+    steps -= np.isin(codes, (ord("]"), ord("}")))
+    if steps.size and int(np.cumsum(steps).max()) > MAX_JSON_DEPTH:
+        raise KernelParseError(
+            source,
+            None,
+            f"JSON nested too deep (more than {MAX_JSON_DEPTH} levels): a kernel is a list of "
+            "rows, or an object holding one",
+        )
+
+
+def _json_number_parser(source: str):
+    """json's number hook: every number a float, refused at once if float64 cannot hold it
+    (json would make a 400-digit integer an int that float() cannot convert)."""
+
+    def number(token: str) -> float:
+        value = float(token)
+        if not math.isfinite(value):
+            raise KernelParseError(
+                source, None, f"{quoted(token)} is too large: it overflows float64"
+            )
+        return value
+
+    return number
+
+
+def _json_constant(source: str):
+    def constant(token: str) -> float:
+        raise KernelParseError(source, None, f"{token} is not a finite number")
+
+    return constant
 
 
 def _json_number(value: object, source: str, where: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise KernelParseError(source, None, f"{where}: {value!r} is not a number")
+        raise KernelParseError(source, None, f"{where}: {quoted(value)} is not a number")
     if isinstance(value, str):
         return parse_number(value, f"{source} ({where})", None)
-    if not np.isfinite(value):
-        raise KernelParseError(source, None, f"{where}: {value!r} is not a finite number")
-    return float(value)
+    return float(value)  # finite: the number hook checked it
+
+
+def _scaled_weights(weights: np.ndarray, scale: float, source: str, what: str) -> np.ndarray:
+    """``weights * scale``, refused when that overflows float64."""
+    with np.errstate(all="ignore"):  # checked below, by value
+        scaled = weights * scale
+    if not np.isfinite(scaled).all():
+        raise KernelParseError(source, None, f"{what} {scale:g} makes the weights overflow float64")
+    return scaled
 
 
 def _parse_vips_mat(text: str, source: str, stem: str) -> Kernel:
@@ -300,33 +486,54 @@ def _parse_vips_mat(text: str, source: str, stem: str) -> Kernel:
             f"header says {width}x{height} (width x height) but the file has "
             f"{weights.shape[1]}x{weights.shape[0]}",
         )
-    return Kernel(stem, weights / scale, offset=offset, description=f"from {source}")
+    weights = _scaled_weights(weights, 1.0 / scale, source, f"dividing by scale {scale:g}")
+    return _kernel_from(weights, source, stem, offset=offset)
 
 
 def _positive_int(token: str, source: str, line: int) -> int:
-    try:
-        value = int(token)
-    except ValueError:
-        raise KernelParseError(source, line, f"{token!r} is not a whole number") from None
+    if not re.fullmatch(r"\+?\d+", token):
+        raise KernelParseError(source, line, f"{quoted(token)} is not a whole number")
+    value = _size_field(token, source, line)
     if value < 1:
-        raise KernelParseError(source, line, f"{token!r} must be at least 1")
+        raise KernelParseError(source, line, f"{quoted(token)} must be at least 1")
     return value
 
 
 def resolve_kernel(value: str, inline_name: str) -> Kernel:
     """One ``--kernel`` value: an existing file (or ``@file``, as ImageMagick writes it), an
-    inline matrix or ImageMagick string, or a bank or parametric name."""
+    inline matrix or ImageMagick string, or a bank or parametric name.
+
+    Raises
+    ------
+    KernelError
+        For a value that is none of these (the message suggests close names).
+    UsageError
+        For a file that cannot be read (`load_kernel`).
+    """
     from convkit.kernels import get_kernel
 
+    if not isinstance(value, str):
+        raise KernelError(f"a kernel is a name, a file or an inline matrix, got {quoted(value)}")
     if value.startswith("@"):
+        if not value[1:]:
+            raise UsageError("@ needs a kernel file name after it (@edges.txt)")
         return load_kernel(value[1:])
-    if Path(value).is_file():
+    if _names_a_file(value):
         return load_kernel(value)
     if looks_inline(value):
         return parse_kernel(value, inline_name)
     if Path(value).suffix.lower() in KERNEL_FILE_SUFFIXES:
         raise UsageError(f"kernel file not found: {value}")
     return get_kernel(value)
+
+
+def _names_a_file(value: str) -> bool:
+    """True for an existing path: a regular file, or anything else but a folder (so that a
+    FIFO or a device is refused by name, while a folder called like a kernel is not in the
+    way of the kernel)."""
+    return os.path.lexists(value) and (
+        not os.path.isdir(value) or Path(value).suffix.lower() in KERNEL_FILE_SUFFIXES
+    )
 
 
 def resolve_kernels(values: list[str], files: list[str] | None = None) -> list[Kernel]:
@@ -341,7 +548,7 @@ def resolve_kernels(values: list[str], files: list[str] | None = None) -> list[K
     inline_count = 0
     for value in values:
         for name in expand_kernel_names(value):
-            if looks_inline(name) and not Path(name).is_file():
+            if looks_inline(name) and not _names_a_file(name):
                 inline_count += 1
             kernels.append(resolve_kernel(name, f"inline{inline_count}"))
     kernels += [load_kernel(path) for path in files or []]

@@ -245,7 +245,9 @@ def _check_finite(name: str, weights: np.ndarray, raw: np.ndarray) -> None:
             f"kernel {name!r} has NaN or infinite weights: {quoted(value)} at "
             f"(row {row}, col {col}) is not finite in float64"
         )
-    if not math.isfinite(float(np.abs(weights).sum())):
+    with np.errstate(over="ignore"):  # an overflowing sum is the error reported here
+        abs_sum = float(np.abs(weights).sum())
+    if not math.isfinite(abs_sum):
         largest = float(np.abs(weights).max())
         raise KernelError(
             f"kernel {name!r}: the sum of its |weights| overflows float64 "
@@ -466,8 +468,8 @@ def _number(family: str, what: str, text: str) -> float:
         value = math.nan
     if not math.isfinite(value):
         raise KernelError(
-            f"{family}: {what} must be a finite number, got {quoted(text)} "
-            f"(write {PARAMETRIC_USAGE[family]})"
+            f"{family}: {what} must be a number, got {quoted(text)}, which is not a finite "
+            f"one (write {PARAMETRIC_USAGE[family]})"
         )
     return value
 

@@ -5,6 +5,8 @@ Nowhere else in convkit spells a border constant: backends ask this module.
 
 from __future__ import annotations
 
+import math
+import reprlib
 from typing import NamedTuple
 
 import numpy as np
@@ -69,23 +71,45 @@ def resolve_padding(name: str) -> str:
     Raises
     ------
     UsageError
-        If the name is unknown; the message lists the valid names.
+        If the name is unknown (or not a string); the message lists the valid names.
     """
-    key = name.strip().lower().replace("-", "").replace("_", "")
+    key = name.strip().lower().replace("-", "").replace("_", "") if isinstance(name, str) else ""
     if key in PADDING_MODES:
         return key
     if key in PADDING_ALIASES:
         return PADDING_ALIASES[key]
     names = ", ".join(PADDING_MODES)
     aliases = ", ".join(f"{a} ({c})" for a, c in PADDING_ALIASES.items())
-    raise UsageError(f"unknown padding mode {name!r}: use one of {names}; aliases: {aliases}")
+    raise UsageError(
+        f"unknown padding mode {reprlib.repr(name)}: use one of {names}; aliases: {aliases}"
+    )
 
 
 def make_padding(mode: str | Padding = DEFAULT_PADDING, cval: float = 0.0) -> Padding:
-    """Build a `Padding` from a name (or alias) and a constant."""
+    """Build a `Padding` from a name (or alias) and a constant.
+
+    A `Padding` is returned as is once checked (its own ``cval`` wins over ``cval``).
+
+    Raises
+    ------
+    UsageError
+        For an unknown mode, or a ``cval`` that is not a finite number; the message names
+        the value.
+    """
     if isinstance(mode, Padding):
-        return mode
-    return Padding(resolve_padding(mode), float(cval))
+        return Padding(resolve_padding(mode.mode), check_cval(mode.cval))
+    return Padding(resolve_padding(mode), check_cval(cval))
+
+
+def check_cval(cval: object) -> float:
+    """``cval`` as a finite float; a `UsageError` naming it if it is not one."""
+    try:
+        value = float(cval) if not isinstance(cval, (str, bytes, bool)) else math.nan
+    except (TypeError, ValueError, OverflowError):
+        value = math.nan
+    if not math.isfinite(value):
+        raise UsageError(f"cval {cval!r}: the constant outside the image must be a finite number")
+    return value
 
 
 def pad_widths(

@@ -5,6 +5,9 @@ The order is fixed: response -> + bias -> activation -> rescale policy.
 
 from __future__ import annotations
 
+import math
+import reprlib
+
 import numpy as np
 
 from convkit.errors import UsageError
@@ -15,23 +18,62 @@ ACTIVATIONS = ("relu",)
 
 def output_dtype(like: np.ndarray | np.dtype | type) -> np.dtype:
     """uint16 for 16-bit images, uint8 for everything else."""
-    dtype = like.dtype if isinstance(like, np.ndarray) else np.dtype(like)
+    try:
+        dtype = like.dtype if isinstance(like, np.ndarray) else np.dtype(like)
+    except TypeError:
+        raise UsageError(f"like={reprlib.repr(like)}: pass the input image or its dtype") from None
     return np.dtype(np.uint16) if dtype == np.uint16 else np.dtype(np.uint8)
 
 
 def check_choice(value: str | None, choices: tuple[str, ...], what: str) -> str | None:
+    """``value`` lower-cased if it is one of ``choices``; None stays None."""
     if value is None:
         return None
-    key = value.strip().lower()
+    key = value.strip().lower() if isinstance(value, str) else None
     if key not in choices:
-        raise UsageError(f"unknown {what} {value!r}: use one of {', '.join(choices)}")
+        raise UsageError(f"unknown {what} {reprlib.repr(value)}: use one of {', '.join(choices)}")
     return key
 
 
+def check_bias(bias: object) -> float:
+    """``bias`` as a finite float; a `UsageError` naming it if it is not one."""
+    try:
+        value = float(bias) if not isinstance(bias, (str, bytes, bool)) else math.nan
+    except (TypeError, ValueError, OverflowError):
+        value = math.nan
+    if not math.isfinite(value):
+        raise UsageError(f"bias {reprlib.repr(bias)} is not a finite number")
+    return value
+
+
+def check_response(response: object) -> np.ndarray:
+    """A float array to turn into an image (integers and booleans become float64); a
+    `UsageError` if it is not an array of real numbers."""
+    try:
+        response = np.asarray(response)
+    except (ValueError, TypeError, RecursionError):
+        raise UsageError("a response must be a rectangular array of numbers") from None
+    if response.dtype.kind not in "biuf":
+        raise UsageError(f"a response must hold real numbers, got dtype {response.dtype}")
+    return response if response.dtype.kind == "f" else response.astype(np.float64)
+
+
 def activate(response: np.ndarray, bias: float = 0.0, activation: str | None = None) -> np.ndarray:
-    """Add ``bias``, then apply ``activation`` (``relu``: max(0, x)); a new float64 array."""
+    """Add ``bias``, then apply ``activation`` (``relu``: max(0, x)); a new float64 array.
+
+    Raises
+    ------
+    UsageError
+        For an unknown activation, a non-finite bias, or a bias whose sum with the response
+        overflows float64.
+    """
     activation = check_choice(activation, ACTIVATIONS, "activation")
-    result = np.add(response, bias, dtype=np.float64)
+    bias = check_bias(bias)
+    try:
+        with np.errstate(over="raise"):
+            result = np.add(response, bias, dtype=np.float64)
+    except FloatingPointError:
+        raise UsageError(f"bias {bias:g} added to the response overflows float64") from None
     if activation == "relu":
         np.maximum(result, 0.0, out=result)
     return result
@@ -66,14 +108,25 @@ def to_image(
     ndarray
         uint8 or uint16; float64 for ``rescale="none"``.
 
+    Raises
+    ------
+    UsageError
+        For an unknown rescale policy or activation, a non-finite bias, a response that is
+        not an array of real numbers, or one with NaN values (which no pixel value can show),
+        or an infinite one under ``minmax``.
+
     Examples
     --------
     >>> import numpy as np
     >>> to_image(np.array([[-3.0, 0.5, 1.5, 300.0]]))
     array([[  0,   0,   2, 255]], dtype=uint8)
     """
+    if rescale is None:
+        raise UsageError(f"unknown rescale policy None: use one of {', '.join(RESCALE_POLICIES)}")
     policy = check_choice(rescale, RESCALE_POLICIES, "rescale policy")
     activation = check_choice(activation, ACTIVATIONS, "activation")
+    bias = check_bias(bias)
+    response = check_response(response)
     if policy == "none":
         return activate(response, bias, activation)
     dtype = output_dtype(like)
@@ -89,11 +142,27 @@ def to_image(
         elif policy == "minmax":
             values = _stretch(values, top)
         np.clip(values, 0.0, top, out=values)
+    if values.size and math.isnan(values.min()):  # clipped: only NaN can be left unshowable
+        raise _nan_response()
     return np.rint(values, out=values).astype(dtype)
+
+
+def _nan_response() -> UsageError:
+    return UsageError(
+        "the response holds NaN values (the image has NaN pixels?): no pixel value can show "
+        "them; keep the float response with rescale 'none'"
+    )
 
 
 def _stretch(values: np.ndarray, top: float) -> np.ndarray:
     low, high = float(values.min()), float(values.max())
+    if math.isnan(low):
+        raise _nan_response()
+    if math.isinf(low) or math.isinf(high):
+        raise UsageError("the response holds infinite values: minmax cannot stretch them")
     if high == low:
         return np.zeros_like(values)
-    return (values - low) * (top / (high - low))
+    span = high - low
+    if math.isinf(span):  # from about -1e308 to 1e308: halves cannot overflow
+        return (values / 2 - low / 2) * (top / (high / 2 - low / 2))
+    return (values - low) * (top / span)

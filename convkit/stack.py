@@ -4,7 +4,9 @@ previous step's float response (``--stack "sobel_x,relu,sobel_y"``).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
+from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
@@ -43,8 +45,16 @@ class Stack(NamedTuple):
 
     @property
     def abs_sum(self) -> float:
-        """An upper bound of how much the stack can amplify: the product of each sum|K|."""
-        return float(np.prod([np.abs(k.weights).sum() for k in self.kernels]))
+        """An upper bound of how much the stack can amplify: the product of each sum|K|.
+
+        ``inf`` when that product overflows float64 (Python floats overflow quietly).
+        """
+        return float(math.prod(k.abs_sum for k in self.kernels))
+
+    @property
+    def sources(self) -> tuple[Path, ...]:
+        """The files the stack's kernels were read from, in order, each once."""
+        return tuple(dict.fromkeys(k.source for k in self.kernels if k.source is not None))
 
     @property
     def warnings(self) -> tuple[str, ...]:

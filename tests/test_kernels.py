@@ -197,7 +197,7 @@ def test_motion_angle_turns_counter_clockwise():
         ("box:0", "box: the size N must be a whole number >= 1, got '0'"),
         ("box:x", "must be a whole number"),
         ("gaussian:4", "gaussian: the size N must be an odd whole number >= 1, got '4'"),
-        ("gaussian:5:0", "SIGMA must be a positive number, got '0'"),
+        ("gaussian:5:0", "SIGMA must be a number from 0.001 to 10000, got '0'"),
         ("log:6", "odd whole number"),
         ("motion:5:abc", "motion: ANGLE must be a number, got 'abc'"),
         ("box:3:2", "too many parameters"),
