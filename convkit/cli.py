@@ -92,10 +92,10 @@ def _show_error(message: str, hint: str | None = None) -> None:
 
 def _hint(exc: click.ClickException) -> str | None:
     """``Try 'convkit apply --help'.`` after a usage error, as click says it."""
-    ctx = getattr(exc, "ctx", None)
-    if not isinstance(exc, click.UsageError) or ctx is None:
+    if not isinstance(exc, click.UsageError):
         return None
-    return f"Try '{ctx.command_path} --help' for help."
+    ctx = getattr(exc, "ctx", None)
+    return f"Try '{ctx.command_path if ctx else 'convkit'} --help' for help."
 
 
 def _signal_name(exc: BaseException) -> str:

@@ -4,7 +4,8 @@ out-of-memory killer end the run an hour later.
 
 The memory model counts the arrays each backend allocates (see each backend module) and is
 meant to be generous: it may refuse a run that would have fitted with some room, but a run
-it admits fits. benchmarks/memory_model.py compares it with measured peaks.
+it admits fits. It counts the arrays of the run, not the interpreter's own 100-150 MB
+(Python, numpy, OpenCV). benchmarks/memory_model.py compares it with measured peaks.
 """
 
 from __future__ import annotations
@@ -19,9 +20,6 @@ from convkit.errors import UsageError
 # 4.0 us per sample with a 1x1 kernel, +1.3 ns per tap up to 401x401.
 NAIVE_SECONDS_PER_SAMPLE = 4e-6
 NAIVE_SECONDS_PER_TAP = 1.3e-9
-
-# What the interpreter holds before any image: Python, numpy, OpenCV (about 100-150 MB RSS).
-INTERPRETER_BYTES = 150 * 2**20
 
 _SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*", re.IGNORECASE)
 _UNITS = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
@@ -144,11 +142,11 @@ def run_peak_bytes(
         kh, kw = kernel_shape
         padded = samples // height * (height + kh - 1) * (width + kw - 1) // width
         strip = (min(strip_rows, height), *image_shape[1:])
-        held = INTERPRETER_BYTES + image_item * (2 * samples + padded)
+        held = image_item * (2 * samples + padded)
         return {b: held + backend_peak_bytes(b, strip, kernel_shape, valid, item) for b in backends}
     # decoded image, its float copy, each backend's response, the rendered images
     per_sample = image_item + item + item * len(backends) + image_item * (len(backends) + 1)
-    held = INTERPRETER_BYTES + samples * per_sample
+    held = samples * per_sample
     return {
         b: held + backend_peak_bytes(b, image_shape, kernel_shape, valid, item) for b in backends
     }
