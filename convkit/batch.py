@@ -8,9 +8,8 @@ whatever the number of workers.
 from __future__ import annotations
 
 import contextlib
+import functools
 import glob
-import os
-import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -27,6 +26,7 @@ from convkit.pipeline import (
     apply_image,
     plan_outputs,
 )
+from convkit.pool import Lost, run_pool
 
 # What OpenCV's imdecode reads (the common builds); matched case-insensitively.
 IMAGE_SUFFIXES = frozenset(
@@ -183,31 +183,46 @@ def run_batch(
     skipped: int = 0,
     outputs: Sequence[Sequence[OutputPair]] | None = None,
 ) -> BatchReport:
-    """Run every image through `apply_image`, in ``jobs`` worker processes.
+    """Run every image through `apply_image`, in ``jobs`` worker processes (`convkit.pool`).
 
-    ``on_done(done, total)`` is called in this process as each image finishes. Ctrl-C stops
-    the workers between writes (an interrupted write removes its temporary file), and the
-    report says how far the batch got.
+    ``outputs`` are the pairs `plan_outputs` planned per image (planned here when not given).
+    ``on_done(done, total)`` is called in this process as each image finishes. A worker that
+    dies (the out-of-memory killer) fails only the image it held, and its temporary file is
+    removed; Ctrl-C, SIGTERM or SIGHUP stop the workers (an interrupted write removes its
+    temporary file), and the report says how far the batch got.
     """
     if outputs is None:
         outputs = plan_outputs(images, kernels, settings)[1]
-    images = [Task(image, tuple(pairs)) for image, pairs in zip(images, outputs, strict=True)]
-    report = BatchReport(total=len(images), skipped=skipped)
+    tasks = [Task(image, tuple(pairs)) for image, pairs in zip(images, outputs, strict=True)]
+    report = BatchReport(total=len(tasks), skipped=skipped)
     outcomes: dict[int, ImageReport | Failure] = {}
+
+    def on_result(index: int, outcome) -> None:
+        if isinstance(outcome, Lost):
+            remove_temporary_files(tasks[index])
+            outcome = Failure(tasks[index].name, outcome.reason)
+        outcomes[index] = outcome
+        if on_done is not None:
+            on_done(len(outcomes), len(tasks))
+
     started = time.perf_counter()
     try:
-        if jobs <= 1 or len(images) <= 1:
-            _run_serial(images, kernels, settings, outcomes, on_done)
+        if jobs <= 1 or len(tasks) <= 1:
+            for index, task in enumerate(tasks):
+                on_result(index, process_image(task, kernels, settings, len(tasks)))
         else:
-            _run_parallel(images, kernels, settings, min(jobs, len(images)), outcomes, on_done)
+            worker = functools.partial(_init_worker, tuple(kernels), settings, len(tasks))
+            run_pool(
+                tasks, process_task, min(jobs, len(tasks)), on_result,
+                chunk=chunk_size(len(tasks), jobs), initializer=worker,
+                preload=["convkit.pipeline", "convkit.backends.filter2d"],
+            )  # fmt: skip
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM / SIGHUP as `Interrupted`
         report.interrupted = True
         report.interrupt_code = getattr(exc, "exit_code", EXIT_INTERRUPTED)
     report.seconds = time.perf_counter() - started
     for index in sorted(outcomes):
         outcome = outcomes[index]
-        if outcome is None:  # turned away while the batch was being stopped
-            continue
         if isinstance(outcome, Failure):
             report.failures.append(outcome)
         else:
@@ -215,44 +230,13 @@ def run_batch(
     return report
 
 
-def _run_serial(images, kernels, settings, outcomes, on_done) -> None:
-    for index, image in enumerate(images):
-        outcomes[index] = process_image(image, kernels, settings, len(images))
-        if on_done is not None:
-            on_done(len(outcomes), len(images))
-
-
-def _run_parallel(images, kernels, settings, jobs, outcomes, on_done) -> None:
-    # Imported here: a single image never pays for the process-pool machinery.
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, wait
-
-    context = multiprocessing.get_context(_start_method())
-    executor = ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker)
-    size = chunk_size(len(images), jobs)
-    futures = {}
-    try:
-        for start in range(0, len(images), size):
-            chunk = images[start : start + size]
-            future = executor.submit(process_chunk, chunk, kernels, settings, len(images))
-            futures[future] = range(start, start + len(chunk))
-        pending = set(futures)
-        while pending:
-            done, pending = wait(pending, return_when="FIRST_COMPLETED")
-            for future in done:
-                indices = futures[future]
-                outcomes.update(zip(indices, _outcomes(future, images, indices), strict=True))
-                if on_done is not None:
-                    on_done(len(outcomes), len(images))
-    except KeyboardInterrupt:
-        _stop_workers(executor, futures)
-        for future, indices in futures.items():
-            finished = future.done() and not future.cancelled() and future.exception() is None
-            if finished and indices[0] not in outcomes:
-                outcomes.update(zip(indices, future.result(), strict=True))
-        raise
-    finally:
-        executor.shutdown(wait=True, cancel_futures=True)
+def remove_temporary_files(task: Task) -> None:
+    """Remove what a worker that died left of its outputs: `write_atomic`'s temporary files
+    (``.NAME.XXXXXXXX.tmp`` beside each planned output)."""
+    for output in (p for pair in task.outputs for p in pair if p is not None):
+        for leftover in output.parent.glob(f".{glob.escape(output.name)}.*.tmp"):
+            with contextlib.suppress(OSError):
+                leftover.unlink()
 
 
 def chunk_size(image_count: int, jobs: int) -> int:
@@ -262,94 +246,36 @@ def chunk_size(image_count: int, jobs: int) -> int:
     return max(1, min(MAX_CHUNK, image_count // (8 * jobs)))
 
 
-def _start_method() -> str:
-    """``fork`` starts workers fastest, but a child forked after OpenCV has started its
-    thread pool can deadlock inside OpenCV; then the workers come from a fresh forkserver.
-    The command line never touches OpenCV before a batch, so it always forks."""
-    import multiprocessing
-
-    if os.name != "posix":
-        return "spawn"
-    if "cv2" not in sys.modules:
-        return "fork"
-    multiprocessing.set_forkserver_preload(["convkit.pipeline", "convkit.backends.filter2d"])
-    return "forkserver"
+# What each worker process runs its images with, set once by `_init_worker`.
+_worker_job: tuple[tuple[Kernel, ...], ApplySettings, int] | None = None
 
 
-def _outcomes(future, images: Sequence[ImageSource], indices: range) -> list:
-    from concurrent.futures.process import BrokenProcessPool
-
-    try:
-        return future.result()
-    except BrokenProcessPool:
-        return [
-            Failure(images[i].name, "its worker process died (out of memory?)") for i in indices
-        ]
-
-
-def _stop_workers(executor, futures: dict) -> None:
-    """Cancel what has not started, and interrupt the workers (once each) to stop the rest."""
-    import signal
-
-    for future in futures:
-        future.cancel()
-    for process in list(getattr(executor, "_processes", {}).values()):
-        if process.is_alive():
-            with contextlib.suppress(OSError):
-                os.kill(process.pid, signal.SIGINT)
-    executor.shutdown(wait=True, cancel_futures=True)
-
-
-_stopping = False
-
-
-def _init_worker() -> None:
-    """In each worker: one OpenCV thread (the workers use the cores), and a Ctrl-C that
-    interrupts the current image once and then turns away any image still queued."""
-    import signal
-
+def _init_worker(kernels: tuple[Kernel, ...], settings: ApplySettings, image_count: int) -> None:
+    """In each worker: one OpenCV thread (the workers use the cores), and the batch's kernels
+    and settings, sent once rather than with every image."""
+    global _worker_job
     try:
         import cv2
 
         cv2.setNumThreads(1)
     except ImportError:
         pass
-
-    def interrupt(signum, frame):
-        global _stopping
-        _stopping = True
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGINT, interrupt)
+    _worker_job = (kernels, settings, image_count)
 
 
-def process_chunk(
-    images: Sequence[ImageSource],
-    kernels: Sequence[Kernel],
-    settings: ApplySettings,
-    image_count: int,
-) -> list[ImageReport | Failure | None]:
-    """`process_image` over a few images in one worker task; None for each image not done
-    because Ctrl-C stopped the batch (an image interrupted mid-write leaves no file)."""
-    outcomes: list[ImageReport | Failure | None] = []
-    for image in images:
-        try:
-            outcomes.append(process_image(image, kernels, settings, image_count))
-        except KeyboardInterrupt:
-            outcomes.append(None)
-    return outcomes
+def process_task(task: Task) -> ImageReport | Failure:
+    """`process_image` in a worker, with the batch's kernels and settings."""
+    kernels, settings, image_count = _worker_job
+    return process_image(task, kernels, settings, image_count)
 
 
 def process_image(
     task: Task, kernels: Sequence[Kernel], settings: ApplySettings, image_count: int
-) -> ImageReport | Failure | None:
-    """One image's report, or its failure; None when the batch is being stopped.
+) -> ImageReport | Failure:
+    """One image's report, or its failure.
 
-    Ctrl-C is not caught here: it stops a serial batch, and a worker hands it back.
+    Ctrl-C (and SIGTERM, SIGHUP) is not caught here: it stops the batch.
     """
-    if _stopping:
-        return None
     image = task.image
     try:
         return apply_image(image, kernels, settings, image_count=image_count, outputs=task.outputs)
