@@ -1,3 +1,4 @@
+import io
 import os
 
 import cv2
@@ -6,9 +7,17 @@ import pytest
 
 from convkit.errors import ImageReadError, ImageWriteError, UsageError
 from convkit.imageio import (
+    ENCODED_SLACK_BYTES,
+    ImageSource,
+    check_input_file,
+    decode_image,
     encode_image,
     encode_npy,
+    max_encoded_bytes,
+    probe_image,
+    read_header,
     read_image,
+    read_stdin_image_bytes,
     refuse_overwriting_inputs,
     write_atomic,
 )
@@ -59,7 +68,7 @@ def test_truncated_png(tmp_path, png_bytes):
     data = encode_image(photo)
     path = tmp_path / "cut.png"
     path.write_bytes(data[: len(data) // 2])
-    with pytest.raises(ImageReadError, match="not an image, or truncated"):
+    with pytest.raises(ImageReadError, match=f"cannot decode {path}: truncated PNG file"):
         read_image(path)
 
 
@@ -75,7 +84,8 @@ def test_decoding_prints_nothing(tmp_path, capfd):
 def test_max_pixels_is_checked_before_decoding(tmp_path, png_bytes):
     path = tmp_path / "big.png"
     path.write_bytes(png_bytes)
-    with pytest.raises(ImageReadError, match=r"4x4 = 16 pixels, more than --max-pixels 15"):
+    # a limit exceeded is a usage error (exit 2), as DESIGN §6 says
+    with pytest.raises(UsageError, match=r"4x4 = 16 pixels, more than --max-pixels 15"):
         read_image(path, max_pixels=15)
     assert read_image(path, max_pixels=16).shape == (4, 4, 3)
 
@@ -122,3 +132,111 @@ def test_npy_is_written_in_rgb_order():
     bgr[0, 0] = [1.0, 2.0, 3.0]
     rgb = np.load(io.BytesIO(encode_npy(bgr)))
     np.testing.assert_array_equal(rgb[0, 0], [3.0, 2.0, 1.0])
+
+
+# --- check_input_file, read_header, probe_image, max_encoded_bytes ---------------------------
+
+
+def test_check_input_file_accepts_a_regular_file_and_looks_only_at_metadata(tmp_path):
+    path = tmp_path / "a.png"
+    path.write_bytes(b"anything")
+    assert check_input_file(str(path)) == path
+    os.mkfifo(tmp_path / "pipe")
+    with pytest.raises(UsageError, match=f"^{tmp_path / 'pipe'} is a FIFO, not a regular file$"):
+        check_input_file(tmp_path / "pipe")  # returns at once: nothing is opened
+    with pytest.raises(UsageError, match="^/dev/null is a character device, not a regular file$"):
+        check_input_file("/dev/null")
+    with pytest.raises(UsageError, match=f"^image not found: {tmp_path / 'a.png' / 'b.png'}$"):
+        check_input_file(tmp_path / "a.png" / "b.png")
+
+
+@pytest.mark.parametrize(
+    ("suffix", "image", "expected"),
+    [
+        (".png", np.zeros((3, 5, 4), np.uint8), ("PNG", 5, 3, 4, "unsigned", 8)),
+        (".png", np.zeros((3, 5), np.uint16), ("PNG", 5, 3, 1, "unsigned", 16)),
+        (".jpg", np.zeros((3, 5, 3), np.uint8), ("JPEG", 5, 3, None, None, None)),
+        (".tif", np.zeros((3, 5, 3), np.uint16), ("TIFF", 5, 3, 3, "unsigned", 16)),
+        (".bmp", np.zeros((3, 5, 3), np.uint8), ("BMP", 5, 3, None, None, None)),
+        (".webp", np.zeros((3, 5, 3), np.uint8), ("WebP", 5, 3, None, None, None)),
+        (".pgm", np.zeros((3, 5), np.uint16), ("PNM", 5, 3, 1, "unsigned", 16)),
+        (".pbm", np.zeros((3, 5), np.uint8), ("PNM", 5, 3, 1, "unsigned", 1)),
+        (".pam", np.zeros((3, 5, 3), np.uint8), ("PAM", 5, 3, 3, "unsigned", 8)),
+        (".sr", np.zeros((3, 5, 3), np.uint8), ("Sun raster", 5, 3, None, None, None)),
+        (".hdr", np.zeros((3, 5, 3), np.float32), ("Radiance HDR", 5, 3, 3, "float", 32)),
+        (".jp2", np.zeros((33, 35, 3), np.uint8), ("JPEG 2000", 35, 33, 3, None, None)),
+    ],
+)
+def test_read_header_reads_what_opencv_wrote(suffix, image, expected):
+    ok, encoded = cv2.imencode(suffix, image)
+    assert ok
+    header = read_header(io.BytesIO(encoded.tobytes()), "x")
+    assert header[:6] == expected
+
+
+@pytest.mark.parametrize("suffix", [".png", ".jpg", ".tif", ".bmp", ".webp", ".gif", ".ppm"])
+def test_read_header_agrees_with_pillow(suffix, tmp_path):
+    """Sizes from convkit's own parsers match Pillow's for files that Pillow writes."""
+    image_module = pytest.importorskip("PIL.Image")
+    picture = image_module.new("RGB", (37, 23), (10, 20, 30))
+    path = tmp_path / f"p{suffix}"
+    picture.save(path)
+    header = probe_image(path)
+    assert (header.width, header.height) == (37, 23)
+    assert read_image(path).shape[:2] == (23, 37)
+
+
+def test_read_header_reads_only_the_header(tmp_path):
+    """A TIFF's directory is found by seeking; the pixel data is never read."""
+    image = np.zeros((300, 400, 3), np.uint8)
+    ok, encoded = cv2.imencode(".tif", image)
+    assert ok
+
+    class Counting(io.BytesIO):
+        taken = 0
+
+        def read(self, size=-1):
+            data = super().read(size)
+            Counting.taken += len(data)
+            return data
+
+    assert read_header(Counting(encoded.tobytes()), "x")[:3] == ("TIFF", 400, 300)
+    assert Counting.taken < 1000 < len(encoded)
+
+
+def test_probe_image_checks_without_decoding(tmp_path, png_bytes):
+    path = tmp_path / "a.png"
+    path.write_bytes(png_bytes)
+    assert probe_image(path).pixels == 16
+    with pytest.raises(UsageError, match="more than --max-pixels 15"):
+        probe_image(path, max_pixels=15)
+
+
+def test_max_encoded_bytes():
+    assert max_encoded_bytes(None) is None
+    assert max_encoded_bytes(1000) == 8000 + ENCODED_SLACK_BYTES
+    assert max_encoded_bytes(1000, text_samples=True) == 24000 + ENCODED_SLACK_BYTES
+
+
+def test_decode_image_checks_the_header_before_decoding():
+    with pytest.raises(UsageError, match="x.png is 4x4 = 16 pixels"):
+        decode_image(encode_image(np.zeros((4, 4), np.uint8)), "x.png", max_pixels=10)
+
+
+def test_opencv_log_level_is_restored(png_bytes):
+    logging = cv2.utils.logging
+    previous = logging.getLogLevel()
+    try:
+        logging.setLogLevel(logging.LOG_LEVEL_INFO)
+        decode_image(png_bytes, "x.png")
+        with pytest.raises(ImageReadError):
+            decode_image(png_bytes[:40], "x.png")
+        assert logging.getLogLevel() == logging.LOG_LEVEL_INFO
+    finally:
+        logging.setLogLevel(previous)
+
+
+def test_stdin_bytes_are_read_whole_and_decoded(png_bytes):
+    data = read_stdin_image_bytes(io.BytesIO(png_bytes), max_pixels=16)
+    assert data == png_bytes
+    assert ImageSource("standard input", data=data).read(16).shape == (4, 4, 3)
