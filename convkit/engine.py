@@ -234,10 +234,14 @@ def check_range(
         headroom = float((h + 2 * kh) * (w + 2 * kw)) ** 2
     bound = kernel.abs_sum * peak + abs(kernel.offset)
     if bound * headroom > largest:  # inf compares larger too
-        where = "" if headroom == 1.0 else " in the sums of a Fourier transform"
+        overflow = (
+            f"would overflow {np.dtype(dtype).name}"
+            if headroom == 1.0
+            else f"could overflow {np.dtype(dtype).name} in the sums of a Fourier transform"
+        )
         raise UsageError(
             f"kernel {kernel.name!r}: sum|K| x max|I| = {kernel.abs_sum:g} x {peak:g} "
-            f"would overflow {np.dtype(dtype).name}{where}: scale the kernel or the image down"
+            f"{overflow}: scale the kernel or the image down"
         )
 
 

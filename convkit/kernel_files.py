@@ -36,6 +36,9 @@ MAX_JSON_DEPTH = 8
 _MAX_SIZE_DIGITS = 9
 
 _SEPARATORS = re.compile(r"[,\s]+")
+# A JSON string; the closing quote is optional so that an unterminated one matches to the end
+# instead of being retried from every later quote (quadratic on '"\\"\\"...').
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"?', re.S)
 # ImageMagick's kernel string: "WxH[+X+Y]: values", or "N: values" for N x N; X, Y the origin.
 _MAGICK = re.compile(r"\s*(\d+)(?:x(\d+))?(?:([+-]\d+)([+-]\d+))?\s*:(.*)", re.S)
 
@@ -150,7 +153,10 @@ def parse_magick(text: str, name: str, source: str) -> Kernel:
         cells = ", ".join(f"(row {i // width}, col {i % width})" for i in holes)
         warnings = (f"kernel {name!r}: {len(holes)} nan/- cells read as 0: {cells}",)
     weights = np.array(values).reshape(height, width)
-    return Kernel(name, weights, anchor, f"ImageMagick kernel from {source}", warnings=warnings)
+    description = f"ImageMagick kernel from {source}"
+    return _kernel_from(
+        weights, source, name, anchor=anchor, description=description, warnings=warnings
+    )
 
 
 def _size_field(token: str, source: str, line: int | None) -> int:
@@ -190,7 +196,7 @@ def parse_kernel(text: str, name: str = "inline") -> Kernel:
     pieces = re.split(r"[;\n]", text)
     numbered = list(enumerate(pieces, start=1))
     weights = parse_rows(numbered, source, unit="row")
-    return Kernel(name, weights, description="inline kernel")
+    return _kernel_from(weights, source, name, description="inline kernel")
 
 
 def looks_inline(value: str) -> bool:
@@ -238,7 +244,7 @@ def _parse_kernel_bytes(data: bytes, path: Path, source: str) -> Kernel:
     uncommented = "\n".join(line.split("#", 1)[0] for line in text.splitlines())
     if is_magick(uncommented):
         return parse_magick(uncommented.strip(), path.stem, source)
-    return Kernel(path.stem, parse_rows(_numbered(text), source), description=f"from {source}")
+    return _kernel_from(parse_rows(_numbered(text), source), source, path.stem)
 
 
 _FILE_KINDS = (
@@ -363,9 +369,11 @@ def _npy_header(data: bytes, source: str) -> tuple[tuple[int, ...], bool, np.dty
 
 
 def _kernel_from(weights: object, source: str, name: str, **fields) -> Kernel:
-    """A `Kernel`, its `KernelError` (NaN weights...) reported as this file's parse error."""
+    """A `Kernel` (described as ``from SOURCE`` unless told otherwise); its `KernelError`
+    (weights whose sum overflows...) becomes a parse error that names the source."""
+    fields.setdefault("description", f"from {source}")
     try:
-        return Kernel(name, weights, description=f"from {source}", **fields)
+        return Kernel(name, weights, **fields)
     except KernelParseError:
         raise
     except KernelError as exc:
@@ -402,13 +410,13 @@ def _parse_json(text: str, source: str, stem: str) -> Kernel:
             )
     weights = np.array(rows)
     if scale != 1.0:
-        weights = _scaled_weights(weights, scale, source, "scale")
+        weights = _scaled_weights(weights, scale, source)
     return _kernel_from(weights, source, name)
 
 
 def _check_json_depth(text: str, source: str) -> None:
     """Refuse JSON nested deeper than `MAX_JSON_DEPTH` before parsing it (json recurses)."""
-    brackets = re.sub(r'"(?:[^"\\]|\\.)*"', "", text)  # strings may hold any bracket
+    brackets = _JSON_STRING.sub("", text)  # strings may hold any bracket
     codes = np.frombuffer(brackets.encode("utf-8"), dtype=np.uint8)
     steps = np.isin(codes, (ord("["), ord("{"))).astype(np.int64)
     steps -= np.isin(codes, (ord("]"), ord("}")))
@@ -451,13 +459,17 @@ def _json_number(value: object, source: str, where: str) -> float:
     return float(value)  # finite: the number hook checked it
 
 
-def _scaled_weights(weights: np.ndarray, scale: float, source: str, what: str) -> np.ndarray:
-    """``weights * scale``, refused when that overflows float64."""
-    with np.errstate(all="ignore"):  # checked below, by value
+def _scaled_weights(weights: np.ndarray, scale: float, source: str) -> np.ndarray:
+    """``weights * scale`` for a JSON ``scale``, refused when that overflows float64."""
+    with np.errstate(all="ignore"):  # checked by value
         scaled = weights * scale
-    if not np.isfinite(scaled).all():
-        raise KernelParseError(source, None, f"{what} {scale:g} makes the weights overflow float64")
-    return scaled
+    return _refuse_overflow(scaled, source, f"scale {scale:g} makes the weights overflow")
+
+
+def _refuse_overflow(weights: np.ndarray, source: str, what: str) -> np.ndarray:
+    if not np.isfinite(weights).all():
+        raise KernelParseError(source, None, f"{what} float64")
+    return weights
 
 
 def _parse_vips_mat(text: str, source: str, stem: str) -> Kernel:
@@ -486,7 +498,9 @@ def _parse_vips_mat(text: str, source: str, stem: str) -> Kernel:
             f"header says {width}x{height} (width x height) but the file has "
             f"{weights.shape[1]}x{weights.shape[0]}",
         )
-    weights = _scaled_weights(weights, 1.0 / scale, source, f"dividing by scale {scale:g}")
+    with np.errstate(all="ignore"):  # checked by value
+        divided = weights / scale
+    weights = _refuse_overflow(divided, source, f"dividing by scale {scale:g} overflows")
     return _kernel_from(weights, source, stem, offset=offset)
 
 

@@ -86,25 +86,14 @@ class Kernel:
     def normalized(self) -> Kernel:
         """The kernel divided by its sum; unchanged when the sum is 0 (edge detectors).
 
-        A sum within round-off of 0 (below ``size * eps * sum|K|``) counts as 0: dividing by
-        round-off would blow the weights up to meaningless values.
-
-        Raises
-        ------
-        KernelError
-            If dividing by the sum overflows float64.
+        A sum within round-off of 0 (up to ``size * eps * sum|K|``) counts as 0: dividing by
+        round-off would blow the weights up to meaningless values. Above it, no weight can
+        grow beyond ``1 / (size * eps)``, so the division cannot overflow.
         """
         total = float(self.weights.sum())
         if abs(total) <= self.weights.size * np.finfo(np.float64).eps * self.abs_sum:
             return self
-        with np.errstate(all="ignore"):  # overflow is checked below, by value
-            weights = self.weights / total
-        if not np.isfinite(weights).all():
-            raise KernelError(
-                f"kernel {self.name!r} sums to {total:g}: dividing by it (--normalize) "
-                "overflows float64"
-            )
-        return self._replace(weights=weights)
+        return self._replace(weights=self.weights / total)
 
     def scaled(self, factor: float) -> Kernel:
         """The kernel multiplied by ``factor``.
@@ -157,12 +146,15 @@ def quoted(value: object) -> str:
     --------
     >>> quoted("1" * 5000)
     "'111111111111111111…1111111111' (5000 characters)"
+    >>> quoted(10**400)
+    '100000000000000000…0000000000 (401 characters)'
     """
     text = value if isinstance(value, str) else repr(value)
     if len(text) <= _SHOWN_CHARACTERS:
         return repr(value)
-    shortened = repr(text[:18] + "…" + text[-10:])
-    return f"{shortened} ({len(text)} characters)"
+    shortened = text[:18] + "…" + text[-10:]
+    shown = repr(shortened) if isinstance(value, str) else shortened
+    return f"{shown} ({len(text)} characters)"
 
 
 def finite_number(value: object, what: str) -> float:

@@ -194,3 +194,67 @@ def test_imagemagick_files_and_at_file(tmp_path):
     assert at.anchor == (0, 0)
     with pytest.raises(UsageError, match="kernel file not found"):
         resolve_kernels([f"@{tmp_path / 'missing.txt'}"])
+
+
+# --- where a kernel came from; byte order marks ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [
+        ("rows.txt", "1 2\n3 4\n"),
+        ("rows.csv", "1,2\n3,4\n"),
+        ("rows.json", "[[1, 2], [3, 4]]"),
+        ("rows.mat", "2 2\n1 2\n3 4\n"),
+        ("magick.txt", "2x2: 1 2 3 4\n"),
+    ],
+)
+def test_load_kernel_records_its_file(tmp_path, name, content):
+    path = _write(tmp_path, name, content)
+    kernel = load_kernel(path)
+    assert kernel.source == path
+    np.testing.assert_array_equal(kernel.weights, [[1, 2], [3, 4]])
+
+
+def test_npy_records_its_file(tmp_path):
+    path = tmp_path / "k.npy"
+    np.save(path, np.eye(2))
+    assert load_kernel(str(path)).source == path
+
+
+def test_every_way_of_naming_a_file_records_it(tmp_path):
+    path = _write(tmp_path, "edges.txt", "1 -1\n")
+    by_path, by_at, inline, bank, by_option = resolve_kernels(
+        [str(path), f"@{path}", "1,2", "sharpen"], [str(path)]
+    )
+    assert by_path.source == by_at.source == by_option.source == path
+    assert inline.source is None and bank.source is None
+
+
+def test_renamed_duplicates_keep_their_file(tmp_path):
+    path = _write(tmp_path, "edges.txt", "1 -1\n")
+    first, second = resolve_kernels([str(path)], [str(path)])
+    assert second.name == "edges-2" and first.source == second.source == path
+
+
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [
+        ("excel.csv", "1,2\r\n3,4\r\n"),
+        ("rows.txt", "# comment\n1 2\n3 4\n"),
+        ("rows.json", "[[1, 2], [3, 4]]"),
+        ("rows.mat", "2 2\n1 2\n3 4\n"),
+        ("magick.txt", "2x2: 1 2 3 4"),
+    ],
+)
+def test_a_utf8_byte_order_mark_is_accepted(tmp_path, name, content):
+    path = tmp_path / name
+    path.write_bytes(b"\xef\xbb\xbf" + content.encode())
+    np.testing.assert_array_equal(load_kernel(path).weights, [[1, 2], [3, 4]])
+
+
+def test_a_byte_order_mark_inside_the_text_is_still_an_error(tmp_path):
+    path = _write(tmp_path, "late.txt", "1 2\n\ufeff3 4\n")
+    # Shown escaped: an invisible character in a message would leave the user guessing.
+    with pytest.raises(KernelParseError, match=re.escape("late.txt:2: '\\ufeff3' is not a number")):
+        load_kernel(path)

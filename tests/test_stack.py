@@ -69,3 +69,15 @@ def test_unknown_kernel_in_a_stack(image, tmp_path):
     result = CliRunner().invoke(main, ["apply", "-i", str(path), "--stack", "sobel_x,relu,sobelz"])
     assert result.exit_code == 2
     assert "unknown kernel 'sobelz': did you mean sobel_y or sobel_x?" in result.output
+
+
+def test_sources_are_the_files_of_its_kernels_each_once(tmp_path):
+    from convkit.kernel_files import resolve_kernel
+
+    first = tmp_path / "first.txt"
+    first.write_text("1 -1\n")
+    second = tmp_path / "second.json"
+    second.write_text("[[1], [-1]]")
+    stack = parse_stack(f"{first},relu,sharpen,@{second},{first}", lambda v: resolve_kernel(v, "s"))
+    assert stack.sources == (first, second)
+    assert parse_stack("sobel_x,relu", get_kernel).sources == ()
