@@ -10,13 +10,14 @@ from __future__ import annotations
 import contextlib
 import functools
 import glob
+import os
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
 from convkit.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_RUN_ERROR, ConvkitError, UsageError
-from convkit.imageio import ImageSource
+from convkit.imageio import ImageSource, check_input_file
 from convkit.kernels import Kernel
 from convkit.pipeline import (
     ApplySettings,
@@ -74,8 +75,8 @@ def expand_inputs(
             _add_stdin(inputs, read_stdin)
         elif Path(value).is_dir():
             _add_folder(inputs, Path(value), recursive)
-        elif Path(value).exists():
-            inputs.images.append(ImageSource.from_path(value))
+        elif os.path.lexists(value):  # a file, or something to refuse by name: a FIFO...
+            inputs.images.append(ImageSource.from_path(check_input_file(value)))
         elif glob.has_magic(value):
             _add_glob(inputs, value, recursive)
         else:

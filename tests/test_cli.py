@@ -314,11 +314,11 @@ def test_image_that_does_not_exist(tmp_path):
     assert f"Error: image not found: {tmp_path / 'nope.png'}" in result.output
 
 
-def test_image_over_max_pixels(photo, tmp_path):
+def test_image_over_max_pixels_is_a_usage_error(photo, tmp_path):
     result = run(
         "apply", "-i", photo, "-k", "sharpen", "--max-pixels", "1000", "-o", tmp_path / "o"
     )
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # DESIGN §7: a limit exceeded, named with its flag
     assert "64x48 = 3,072 pixels, more than --max-pixels 1,000" in result.output
 
 
