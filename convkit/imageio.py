@@ -21,7 +21,7 @@ import io
 import os
 import stat
 import struct
-import warnings
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO, NamedTuple
@@ -834,6 +834,8 @@ def _pnm_tokens(text: bytes, start: int, count: int) -> tuple[list[bytes], int]:
 def _whole_number(token: bytes, what: str) -> int:
     if not token.isdigit():
         raise _CorruptHeader(f"{what} {token[:20]!r} is not a whole number")
+    if len(token) > 40:  # no image is this large; and int() refuses beyond 4300 digits
+        raise _CorruptHeader(f"{what} has {len(token):,} digits")
     return int(token)
 
 
@@ -1032,21 +1034,14 @@ def _decode(data: bytes, source: str, header: ImageHeader, max_pixels: int | Non
 
 
 def _decode_quietly(data: bytes) -> np.ndarray | None:
-    """cv2.imdecode with nothing printed: OpenCV's log silenced (then restored), libpng's and
-    libjpeg's messages on file descriptor 2 discarded, Python warnings caught."""
+    """cv2.imdecode with nothing printed; None where OpenCV cannot decode the data."""
     import cv2
 
-    logging = cv2.utils.logging
-    previous_level = logging.getLogLevel()
-    logging.setLogLevel(logging.LOG_LEVEL_SILENT)
-    try:
-        with _quiet_stderr(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+    with _silenced_decoders():
+        try:
             return cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
-    except cv2.error:
-        return None
-    finally:
-        logging.setLogLevel(previous_level)
+        except cv2.error:
+            return None
 
 
 def _why_undecodable(data: bytes, header: ImageHeader) -> str:
@@ -1070,21 +1065,65 @@ def _dtype_name(dtype: np.dtype) -> str:
     return str(dtype)
 
 
-@contextlib.contextmanager
-def _quiet_stderr() -> Iterator[None]:
-    """Silence what libpng and libjpeg print straight to file descriptor 2 while decoding."""
-    try:
-        saved = os.dup(2)
-    except OSError:
-        yield
-        return
-    try:
-        with open(os.devnull, "wb") as devnull:
-            os.dup2(devnull.fileno(), 2)
+class _DecoderSilence:
+    """OpenCV's log level set to silent and file descriptor 2 sent to /dev/null while any
+    thread decodes; both restored when the last one is done.
+
+    libpng and libjpeg print their complaints straight to file descriptor 2, where no Python
+    code can catch them. Counting the decodes under way keeps two threads from restoring
+    each other's silence instead of the original state.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._depth = 0
+        self._saved_stderr: int | None = None
+        self._saved_level: int | None = None
+
+    @contextlib.contextmanager
+    def __call__(self) -> Iterator[None]:
+        with self._lock:
+            if self._depth == 0:
+                self._silence()
+            self._depth += 1
+        try:
             yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
+        finally:
+            with self._lock:
+                self._depth -= 1
+                if self._depth == 0:
+                    self._restore()
+
+    def _silence(self) -> None:
+        import cv2
+
+        logging = cv2.utils.logging
+        self._saved_level = logging.getLogLevel()
+        logging.setLogLevel(logging.LOG_LEVEL_SILENT)
+        try:
+            self._saved_stderr = os.dup(2)
+        except OSError:  # no file descriptor 2 at all: nothing to silence
+            self._saved_stderr = None
+            return
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, 2)
+        finally:
+            os.close(devnull)
+
+    def _restore(self) -> None:
+        import cv2
+
+        if self._saved_stderr is not None:
+            os.dup2(self._saved_stderr, 2)
+            os.close(self._saved_stderr)
+            self._saved_stderr = None
+        if self._saved_level is not None:
+            cv2.utils.logging.setLogLevel(self._saved_level)
+            self._saved_level = None
+
+
+_silenced_decoders = _DecoderSilence()
 
 
 # --- writing ----------------------------------------------------------------------------------

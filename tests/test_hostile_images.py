@@ -4,6 +4,7 @@ allocated for pixels that the header says are too many."""
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import io
 import os
@@ -927,7 +928,7 @@ def test_decoding_restores_opencv_log_level_and_standard_error(content, capfd):
     logging.setLogLevel(logging.LOG_LEVEL_WARNING)
     stderr_before = os.fstat(2)
     try:
-        with pytest.raises(ImageReadError) if len(content) == 5000 else _nothing():
+        with pytest.raises(ImageReadError) if len(content) == 5000 else contextlib.nullcontext():
             decode_image(content, "x.png")
         assert logging.getLogLevel() == logging.LOG_LEVEL_WARNING
     finally:
@@ -940,7 +941,32 @@ def test_decoding_restores_opencv_log_level_and_standard_error(content, capfd):
     assert capfd.readouterr() == ("", "")
 
 
-def _nothing():
-    import contextlib
+def test_decoding_in_many_threads_restores_opencv_log_level_and_standard_error(capfd):
+    """Threads that overlap must not restore each other's silence instead of the original."""
+    logging = cv2.utils.logging
+    previous = logging.getLogLevel()
+    logging.setLogLevel(logging.LOG_LEVEL_ERROR)
+    good, cut = photo_bytes(".png"), photo_bytes(".png")[:5000]
+    failures = []
 
-    return contextlib.nullcontext()
+    def decode_many(content: bytes) -> None:
+        for _ in range(20):
+            try:
+                decode_image(content, "x.png")
+            except ImageReadError:
+                pass
+            except Exception as exc:  # noqa: BLE001 - reported below
+                failures.append(exc)
+
+    threads = [threading.Thread(target=decode_many, args=(c,)) for c in (good, cut) * 4]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(TIMEOUT_SECONDS)
+        assert logging.getLogLevel() == logging.LOG_LEVEL_ERROR
+    finally:
+        logging.setLogLevel(previous)
+    assert failures == []
+    os.write(2, b"still here\n")
+    assert capfd.readouterr() == ("", "still here\n")
