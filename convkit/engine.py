@@ -160,6 +160,8 @@ def convolve_exact(
     padding = make_padding(padding, cval)
     name = _backend_name(backend)
     dtype = precision_dtype(precision)
+    if progress is not None and not callable(progress):
+        raise UsageError(f"progress must be a function progress(done, total), got {progress!r}")
     correlate = get_backend(name)
     check_fits(image.shape, kernel, padding)
     spec = KNOWN_BACKENDS[name]

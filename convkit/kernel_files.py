@@ -35,7 +35,7 @@ MAX_JSON_DEPTH = 8
 # small enough that int() never meets Python's limit on digits.
 _MAX_SIZE_DIGITS = 9
 
-_SEPARATORS = re.compile(r"[,\s]+")
+_TOKENS = re.compile(r"[^,\s]+")
 # A JSON string; the closing quote is optional so that an unterminated one matches to the end
 # instead of being retried from every later quote (quadratic on '"\\"\\"...').
 _JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"?', re.S)
@@ -96,27 +96,30 @@ def parse_rows(lines: list[tuple[int, str]], source: str, unit: str = "line") ->
     ``unit`` says what the numbers count in error messages: ``line`` of a file, or ``row``
     of an inline string.
     """
-    rows: list[list[float]] = []
+    rows: list[np.ndarray] = []
     first = 0
     for number, text in lines:
-        tokens = [t for t in _SEPARATORS.split(text.split("#", 1)[0].strip()) if t]
-        if not tokens:
+        # Numbers go straight into an array: no list of millions of token strings.
+        tokens = _TOKENS.finditer(text.split("#", 1)[0])
+        row = np.fromiter(
+            (parse_number(t.group(), source, number, unit) for t in tokens), dtype=np.float64
+        )
+        if not row.size:
             continue
-        row = [parse_number(t, source, number, unit) for t in tokens]
-        if rows and len(row) != len(rows[0]):
+        if rows and row.size != rows[0].size:
             raise _error(
                 source,
                 number,
                 unit,
-                f"{'row' if unit == 'line' else 'it'} has {len(row)} entries but {unit} {first}"
-                f" has {len(rows[0])} (a kernel must be rectangular)",
+                f"{'row' if unit == 'line' else 'it'} has {row.size} entries but {unit} {first}"
+                f" has {rows[0].size} (a kernel must be rectangular)",
             )
         if not rows:
             first = number
         rows.append(row)
     if not rows:
         raise KernelParseError(source, None, "no kernel rows found (the kernel is empty)")
-    return np.array(rows, dtype=np.float64)
+    return np.vstack(rows)
 
 
 def parse_magick(text: str, name: str, source: str) -> Kernel:
@@ -133,13 +136,13 @@ def parse_magick(text: str, name: str, source: str) -> Kernel:
     height = _size_field(match.group(2), source, None) if match.group(2) else width
     if width < 1 or height < 1:
         raise KernelParseError(source, None, f"size {width}x{height} must be at least 1x1")
-    tokens = [t for t in _SEPARATORS.split(match.group(5).strip()) if t]
-    if len(tokens) != width * height:
+    holes: list[int] = []
+    tokens = enumerate(t.group() for t in _TOKENS.finditer(match.group(5)))
+    values = np.fromiter((_magick_value(i, t, holes, source) for i, t in tokens), np.float64)
+    if values.size != width * height:
         raise KernelParseError(
-            source, None, f"{width}x{height} needs {width * height} values, got {len(tokens)}"
+            source, None, f"{width}x{height} needs {width * height} values, got {values.size}"
         )
-    holes = [i for i, t in enumerate(tokens) if t.lower() == "nan" or t == "-"]
-    values = [0.0 if i in holes else parse_number(t, source, None) for i, t in enumerate(tokens)]
     anchor = None
     if match.group(3) is not None:
         column, row = (_origin_field(match.group(g), source) for g in (3, 4))
@@ -148,15 +151,30 @@ def parse_magick(text: str, name: str, source: str) -> Kernel:
                 source, None, f"origin +{column}+{row} lies outside the {width}x{height} kernel"
             )
         anchor = (row, column)
-    warnings = ()
-    if holes:
-        cells = ", ".join(f"(row {i // width}, col {i % width})" for i in holes)
-        warnings = (f"kernel {name!r}: {len(holes)} nan/- cells read as 0: {cells}",)
-    weights = np.array(values).reshape(height, width)
+    warnings = (_holes_warning(name, holes, width),) if holes else ()
+    weights = values.reshape(height, width)
     description = f"ImageMagick kernel from {source}"
     return _kernel_from(
         weights, source, name, anchor=anchor, description=description, warnings=warnings
     )
+
+
+def _magick_value(index: int, token: str, holes: list[int], source: str) -> float:
+    """One ImageMagick value; a ``nan`` or ``-`` cell is 0, its index added to ``holes``."""
+    if token == "-" or token.lower() == "nan":
+        holes.append(index)
+        return 0.0
+    return parse_number(token, source, None)
+
+
+# Cells listed by position in the warning about nan/- cells; the rest are counted.
+_LISTED_HOLES = 8
+
+
+def _holes_warning(name: str, holes: list[int], width: int) -> str:
+    cells = ", ".join(f"(row {i // width}, col {i % width})" for i in holes[:_LISTED_HOLES])
+    more = f" and {len(holes) - _LISTED_HOLES} more" if len(holes) > _LISTED_HOLES else ""
+    return f"kernel {name!r}: {len(holes)} nan/- cells read as 0: {cells}{more}"
 
 
 def _size_field(token: str, source: str, line: int | None) -> int:
@@ -225,6 +243,8 @@ def load_kernel(path: str | Path) -> Kernel:
     KernelParseError
         If its contents are not a kernel; the message names file, line and token.
     """
+    if not isinstance(path, (str, os.PathLike)):
+        raise UsageError(f"a kernel file is a path, got {quoted(path)}")
     path = Path(path)
     source = str(path)
     data = _read_kernel_file(path, source)

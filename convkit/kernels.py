@@ -419,6 +419,8 @@ def get_kernel(name: str) -> Kernel:
            [-2.,  0.,  2.],
            [-1.,  0.,  1.]])
     """
+    if not isinstance(name, str):
+        raise KernelError(f"a kernel name must be a string, got {quoted(name)}")
     key = name.strip().lower().replace("-", "_")
     if key in BANK:
         return BANK[key]

@@ -13,7 +13,7 @@ import numpy as np
 
 from convkit.engine import convolve_exact
 from convkit.errors import KernelError
-from convkit.kernels import Kernel
+from convkit.kernels import Kernel, quoted
 from convkit.padding import Padding
 
 RELU = "relu"
@@ -84,7 +84,18 @@ def run_stack(
     progress: Callable[[int, int], None] | None = None,
     precision: str = "float64",
 ) -> list[np.ndarray]:
-    """Every step's float response, in order; the last one is the stack's."""
+    """Every step's float response, in order; the last one is the stack's.
+
+    Raises
+    ------
+    KernelError
+        For a step that is neither a `Kernel` nor ``"relu"`` (a stack built by hand).
+    """
+    for step in stack.steps:
+        if not isinstance(step, Kernel) and step != RELU:
+            raise KernelError(
+                f"stack {stack.name!r}: step {quoted(step)} is neither a kernel nor relu"
+            )
     responses = []
     current = image
     for step in stack.steps:

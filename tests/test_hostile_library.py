@@ -424,6 +424,11 @@ def test_file_larger_than_its_stat_size_is_read_only_to_the_limit(monkeypatch):
     )
 
 
+@pytest.mark.parametrize("path", [None, 5, b"k.txt"[0]])
+def test_a_path_that_is_not_a_path(path):
+    refused(lambda: load_kernel(path), UsageError, f"a kernel file is a path, got {path!r}")
+
+
 def test_at_sign_alone():
     refused(lambda: resolve_kernel("@", "inline1"), UsageError, "@ needs a kernel file name")
 
@@ -481,6 +486,19 @@ def test_huge_motion_angle_keeps_its_true_direction():
 )
 def test_parametric_sizes(name, what):
     refused(lambda: get_kernel(name), KernelError, what)
+
+
+@pytest.mark.parametrize("name", [None, 3, ["sharpen"]])
+def test_a_kernel_name_that_is_not_a_string(name):
+    refused(lambda: get_kernel(name), KernelError, f"got {name!r}")
+
+
+def test_imagemagick_holes_are_counted_not_all_listed():
+    kernel = parse_kernel("100x1: " + " ".join(["nan"] * 100), "holes")
+    assert not kernel.weights.any()
+    (warning,) = kernel.warnings
+    assert warning.endswith("(row 0, col 7) and 92 more")
+    assert warning.startswith("kernel 'holes': 100 nan/- cells read as 0: (row 0, col 0), ")
 
 
 # --- --scale and --normalize -----------------------------------------------------------------
@@ -620,6 +638,9 @@ BAD_CONVOLVE_ARGUMENTS = [
     ({"anchor": (1.5, 0.5)}, KernelError, "anchor (1.5, 0.5) must be two whole numbers"),
     ({"anchor": (3, 3)}, KernelError, "anchor (3, 3) lies outside its 3x3 weights"),
     ({"anchor": 1}, KernelError, "anchor 1 must be two whole numbers"),
+    ({"kernel": ""}, KernelError, "unknown kernel ''"),
+    ({"kernel": "@"}, UsageError, "@ needs a kernel file name"),
+    ({"progress": 5}, UsageError, "progress must be a function progress(done, total), got 5"),
     ({"precision": None}, UsageError, "unknown precision None"),
     ({"precision": "float16"}, UsageError, "unknown precision 'float16'"),
     ({"precision": ["float32"]}, UsageError, "unknown precision ['float32']"),
@@ -777,6 +798,18 @@ def test_every_derived_kernel_remembers_its_file(tmp_path):
     ]
     assert {k.source for k in [kernel, *derived]} == {path}
     assert Stack("s", (kernel, "relu", get_kernel("sharpen"), kernel)).sources == (path,)
+
+
+@pytest.mark.parametrize("step", ["sharpen", None, 3])
+def test_a_stack_built_by_hand_with_a_bad_step(step):
+    from convkit.stack import run_stack
+
+    stack = Stack("s", (get_kernel("identity"), step))
+    refused(
+        lambda: run_stack(IMAGE, stack, Padding(), "naive"),
+        KernelError,
+        f"stack 's': step {step!r} is neither a kernel nor relu",
+    )
 
 
 def test_stack_amplification_overflows_quietly_to_inf():
