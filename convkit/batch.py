@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from convkit.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_RUN_ERROR, ConvkitError, UsageError
-from convkit.imageio import ImageSource, check_input_file
+from convkit.imageio import STDIN_NAME, ImageSource, check_input_file
 from convkit.kernels import Kernel
 from convkit.pipeline import (
     ApplySettings,
@@ -90,7 +90,7 @@ def _add_stdin(inputs: Inputs, read_stdin: Callable[[], bytes] | None) -> None:
         raise UsageError("--image - (standard input) can be given only once")
     if read_stdin is None:
         raise UsageError("--image -: standard input is not available here")
-    inputs.images.append(ImageSource("<stdin>", data=read_stdin()))
+    inputs.images.append(ImageSource(STDIN_NAME, data=read_stdin()))
 
 
 def _add_folder(inputs: Inputs, folder: Path, recursive: bool) -> None:

@@ -512,12 +512,15 @@ def _check_stdout_run(inputs, kernels, rescale: str) -> None:
 
 
 def _stdin_reader(max_pixels: int):
-    """Reads the image on standard input, refusing a terminal (as gzip does)."""
+    """Reads the image on standard input, refusing a terminal (as gzip does), its size
+    checked from its header before the rest is read."""
 
     def read() -> bytes:
+        from convkit.imageio import read_stdin_image_bytes
+
         if sys.stdin.isatty():
             raise UsageError("refusing to read an image from a terminal: redirect standard input")
-        return sys.stdin.buffer.read()
+        return read_stdin_image_bytes(sys.stdin.buffer, max_pixels=max_pixels)
 
     return read
 

@@ -73,7 +73,7 @@ def test_globs_repeats_and_stdin(folder):
     inputs = expand_inputs(
         [str(folder / "*.png"), str(folder / "b.png"), "-"], read_stdin=lambda: b"bytes"
     )
-    assert [i.name for i in inputs.images] == [str(folder / "b.png"), "<stdin>"]
+    assert [i.name for i in inputs.images] == [str(folder / "b.png"), "standard input"]
     assert inputs.images[1].data == b"bytes" and inputs.images[1].stem == "stdin"
 
 
@@ -186,7 +186,7 @@ def _bad_files(folder: Path) -> dict[str, str]:
     (folder / "huge.png").write_bytes(encode_image(np.zeros((200, 300), dtype=np.uint8)))
     return {
         "zero.png": "the file is empty",
-        "truncated.png": "not an image, or truncated",
+        "truncated.png": "truncated PNG file (it ends before its IEND chunk)",
         "random.png": "not an image, or truncated",
         "text.jpg": "not an image, or truncated",
         "huge.png": "more than --max-pixels 10,000",
