@@ -80,8 +80,10 @@ def run_pool(
     tasks
         The tasks; each is pickled to a worker.
     work
-        A module-level function (pickled by reference). It should catch its own errors; if it
-        raises an `Exception` anyway, the task's result is ``Lost("the task raised ...")``.
+        A module-level function (pickled by reference), or a `functools.partial` of one: the
+        way to give every task the same arguments, sent once per worker rather than once
+        per task. It should catch its own errors; if it raises an `Exception` anyway, the
+        task's result is ``Lost("the task raised ...")``.
     jobs
         How many worker processes run at a time (no more than there are tasks).
     on_result
@@ -125,7 +127,7 @@ def run_pool(
         raise ValueError(f"jobs and chunk must be at least 1, not {jobs} and {chunk}")
     if not tasks:
         return
-    modules = [f.__module__ for f in (work, initializer) if f is not None] + list(preload)
+    modules = [_module_of(f) for f in (work, initializer) if f is not None] + list(preload)
     pool = _Pool(tasks, work, initializer, chunk, _context(modules))
     try:
         for _ in range(min(jobs, len(tasks))):
@@ -166,6 +168,10 @@ def _context(preload: Sequence[str]) -> BaseContext:
     if method == "forkserver":
         context.set_forkserver_preload(sorted({m for m in preload if m != "__main__"}))
     return context
+
+
+def _module_of(function: Callable[..., Any]) -> str:
+    return getattr(getattr(function, "func", function), "__module__", None) or "__main__"
 
 
 def _deliver(arrived: deque[tuple[int, Any]], on_result: Callable[[int, Any], None]) -> None:
@@ -364,7 +370,9 @@ def _shut_down(workers: list[_Worker], ask: Callable[[_Worker], None], *, rerais
         while alive and (left := deadline - time.monotonic()) > 0:
             done = wait(alive, timeout=left)
             alive = [s for s in alive if s not in done]
-    except KeyboardInterrupt as exc:
+    except BaseException as exc:  # noqa: BLE001 - whatever happens, the workers are reaped
+        # (Not only a second KeyboardInterrupt: a handler that sets SIG_IGN while another
+        # signal is pending gets OSError "Signal N ignored due to race condition".)
         interrupt = exc
     for worker in workers:
         _reap(worker.process, 0)  # the grace is over
@@ -384,8 +392,8 @@ def _reap(process: BaseProcess, grace: float) -> None:
                 process.kill()
                 process.join()
             return
-        except KeyboardInterrupt:
-            continue  # already stopping it
+        except (KeyboardInterrupt, OSError):
+            continue  # already stopping it (for OSError, see _shut_down)
 
 
 def _how_it_ended(exitcode: int | None) -> str:

@@ -58,22 +58,26 @@ def perform(task: Task) -> object:
     raise AssertionError(f"unknown action {task.action}")
 
 
+def scaled(task: Task, factor: int) -> int:
+    return task.value * factor
+
+
 def _linger(task: Task) -> int:
-    temporary = _note_running(task)
+    temporary = Path(task.folder) / f"task-{task.value}.tmp"
     try:
+        # Created inside the `try`: a signal just after it must not leave the file behind.
+        _note_running(task)
         if task.action == "hup":
             os.kill(os.getpid(), signal.SIGHUP)
         time.sleep(task.seconds)
         return task.value**2
     finally:
-        temporary.unlink()
+        temporary.unlink(missing_ok=True)
 
 
-def _note_running(task: Task) -> Path:
+def _note_running(task: Task) -> None:
     (Path(task.folder) / f"pid-{os.getpid()}").touch()
-    temporary = Path(task.folder) / f"task-{task.value}.tmp"
-    temporary.touch()
-    return temporary
+    (Path(task.folder) / f"task-{task.value}.tmp").touch()
 
 
 def _ignore_interrupts() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import multiprocessing
 import os
@@ -12,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from pool_tasks import Task, exiting_initializer, failing_initializer, perform
+from pool_tasks import Task, exiting_initializer, failing_initializer, perform, scaled
 
 from convkit import pool
 from convkit.errors import Interrupted
@@ -85,6 +86,14 @@ def test_every_start_method_works(monkeypatch, method):
     assert set(results) == {0, 1, 2, 3}
     # A forkserver's children have the forkserver for parent.
     assert (set(results.values()) == {os.getpid()}) == (method != "forkserver")
+
+
+@pytest.mark.parametrize("method", ["fork", "forkserver"])
+def test_work_can_be_a_partial_that_gives_every_task_the_same_arguments(monkeypatch, method):
+    monkeypatch.setattr(pool, "start_method", lambda: method)
+    results: dict[int, object] = {}
+    run_pool(squares(5), functools.partial(scaled, factor=10), 2, results.__setitem__)
+    assert results == {i: 10 * i for i in range(5)}
 
 
 def test_a_result_comes_back_before_the_rest_of_its_chunk(tmp_path):
