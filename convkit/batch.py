@@ -48,6 +48,7 @@ class Inputs:
     def __init__(self) -> None:
         self.images: list[ImageSource] = []
         self.skipped: list[Path] = []
+        self.up_to_date = 0  # images left out by --skip-existing
 
 
 def is_image_file(path: Path) -> bool:
@@ -126,6 +127,37 @@ def _without_repeats(images: list[ImageSource]) -> list[ImageSource]:
     return unique
 
 
+def drop_up_to_date(
+    inputs: Inputs, outputs: Sequence[Sequence[OutputPair]]
+) -> list[Sequence[OutputPair]]:
+    """``--skip-existing``: leave out each image whose planned outputs all exist and are at
+    least as new as it (an interrupted batch resumed); they are counted in ``up_to_date``.
+
+    Returns the planned outputs of the images kept, in order.
+    """
+    kept_images, kept_outputs = [], []
+    for image, pairs in zip(inputs.images, outputs, strict=True):
+        if is_up_to_date(image, pairs):
+            inputs.up_to_date += 1
+        else:
+            kept_images.append(image)
+            kept_outputs.append(pairs)
+    inputs.images = kept_images
+    return kept_outputs
+
+
+def is_up_to_date(image: ImageSource, pairs: Sequence[OutputPair]) -> bool:
+    """True when the image is a file and every output planned for it exists, no older."""
+    paths = [p for pair in pairs for p in pair if p is not None]
+    if image.path is None or not paths:
+        return False
+    try:
+        source = image.path.stat().st_mtime_ns
+        return all(p.stat().st_mtime_ns >= source for p in paths)
+    except OSError:
+        return False
+
+
 class Task(NamedTuple):
     """One image of a batch and the outputs planned for it."""
 
@@ -147,9 +179,10 @@ class Failure(NamedTuple):
 class BatchReport:
     """What a batch did: reports of the images written, failures, counts and wall time."""
 
-    def __init__(self, total: int, skipped: int = 0) -> None:
+    def __init__(self, total: int, skipped: int = 0, up_to_date: int = 0) -> None:
         self.total = total
         self.skipped = skipped
+        self.up_to_date = up_to_date
         self.reports: list[ImageReport] = []
         self.failures: list[Failure] = []
         self.seconds = 0.0
@@ -183,6 +216,7 @@ def run_batch(
     on_done: DoneFn | None = None,
     skipped: int = 0,
     outputs: Sequence[Sequence[OutputPair]] | None = None,
+    up_to_date: int = 0,
 ) -> BatchReport:
     """Run every image through `apply_image`, in ``jobs`` worker processes (`convkit.pool`).
 
@@ -195,7 +229,8 @@ def run_batch(
     if outputs is None:
         outputs = plan_outputs(images, kernels, settings)[1]
     tasks = [Task(image, tuple(pairs)) for image, pairs in zip(images, outputs, strict=True)]
-    report = BatchReport(total=len(tasks), skipped=skipped)
+    count = len(tasks) + up_to_date  # the batch's size, as the user sees it
+    report = BatchReport(total=count, skipped=skipped, up_to_date=up_to_date)
     outcomes: dict[int, ImageReport | Failure] = {}
 
     def on_result(index: int, outcome) -> None:
@@ -210,9 +245,9 @@ def run_batch(
     try:
         if jobs <= 1 or len(tasks) <= 1:
             for index, task in enumerate(tasks):
-                on_result(index, process_image(task, kernels, settings, len(tasks)))
+                on_result(index, process_image(task, kernels, settings, count))
         else:
-            worker = functools.partial(_init_worker, tuple(kernels), settings, len(tasks))
+            worker = functools.partial(_init_worker, tuple(kernels), settings, count)
             run_pool(
                 tasks, process_task, min(jobs, len(tasks)), on_result,
                 chunk=chunk_size(len(tasks), jobs), initializer=worker,

@@ -362,10 +362,10 @@ def output_options(command):
 
 
 @main.command()
-@click.option("--image", "-i", "image_values", multiple=True, required=True,
-              metavar="PATH|DIR|GLOB|-",
+@click.argument("image_arguments", nargs=-1, metavar="[IMAGE]...")
+@click.option("--image", "-i", "image_values", multiple=True, metavar="PATH|DIR|GLOB|-",
               help='An image, a folder of images, a quoted glob ("shots/*.jpg"), or - for '
-                   "standard input. Repeatable.")  # fmt: skip
+                   "standard input, as IMAGE arguments are. Repeatable.")  # fmt: skip
 @click.option(
     "--recursive",
     "-r",
@@ -397,15 +397,20 @@ def output_options(command):
 @click.option("--max-memory", type=Size(), default=None, metavar="SIZE",
               help="Refuse a kernel and backend whose estimated peak memory exceeds SIZE "
                    "(256M, 2G). Default: half the physical memory.")  # fmt: skip
+@click.option("--skip-existing", is_flag=True,
+              help="Skip an image whose outputs all exist and are newer than it (resume an "
+                   "interrupted batch).")  # fmt: skip
 @click.option("--quiet", "-q", is_flag=True, help="Print errors only.")
-def apply(image_values, recursive, kernel_values, kernel_files, stacks, normalize, scale, anchor,
-          padding, cval, backends, flip, precision, gray, out_dir, rescale, bias, activation,
-          no_compare, report_path, repeat, jobs, max_pixels, max_memory, quiet):  # fmt: skip
-    """Filter images with one or more kernels, on one or more backends.
+def apply(image_arguments, image_values, recursive, kernel_values, kernel_files, stacks,
+          normalize, scale, anchor, padding, cval, backends, flip, precision, gray, out_dir,
+          rescale, bias, activation, no_compare, report_path, repeat, jobs, max_pixels,
+          max_memory, skip_existing, quiet):  # fmt: skip
+    """Filter IMAGEs (files, folders, globs or - for standard input) with one or more
+    kernels, on one or more backends.
 
     Writes OUT/<image>_<kernel>.png, OUT/<image>_<kernel>_compare.png and a timing table.
 
-    Example: convkit apply --image sample_images/chelsea.png --kernel sobel_x
+    Example: convkit apply sample_images/chelsea.png --kernel sobel_x
     """
     from convkit.batch import expand_inputs
     from convkit.console import Screen
@@ -435,23 +440,36 @@ def apply(image_values, recursive, kernel_values, kernel_files, stacks, normaliz
         from convkit.report import check_report_path
 
         check_report_path(report_path)
-    inputs = expand_inputs(image_values, recursive, read_stdin=_stdin_reader(max_pixels))
+    values = image_arguments + image_values
+    if not values:
+        raise UsageError("no image given: name images, folders or globs (or - for standard input)")
+    inputs = expand_inputs(values, recursive, read_stdin=_stdin_reader(max_pixels))
     if to_stdout:
         _check_stdout_run(inputs, kernels, rescale)
     plan, outputs = plan_outputs(inputs.images, kernels, settings)
     if report_path is not None:
         plan.claim(report_path, "report")
+    if skip_existing:
+        from convkit.batch import drop_up_to_date
+
+        outputs = drop_up_to_date(inputs, outputs)
     # With --out - standard output carries the image: everything else goes to stderr.
     screen = Screen(quiet=quiet, stdout=sys.stderr if to_stdout else None)
     for warning in (w for k in kernels for w in k.warnings):
         screen.note(warning)
-    if len(inputs.images) == 1 and not inputs.skipped:
+    if not inputs.images:
+        count = inputs.up_to_date
+        screen.line(
+            f"{'all ' * (count > 1)}{count} image{'s' * (count > 1)} up to date (--skip-existing)"
+        )
+        rows, code = [], 0
+    elif len(inputs.images) == 1 and not (inputs.skipped or inputs.up_to_date):
         rows = _apply_one(screen, inputs.images[0], kernels, settings, outputs[0])
         code = 0
     else:
         rows, code = _apply_batch(
             screen, inputs, kernels, settings, jobs or os.cpu_count() or 1, outputs
-        )
+        )  # fmt: skip
     if report_path is not None and rows:
         from convkit.report import write_report
 
@@ -495,7 +513,7 @@ def _apply_batch(screen, inputs, kernels, settings, jobs, outputs):
     with screen.batch_progress(len(inputs.images)) as on_done:
         batch = run_batch(
             inputs.images, kernels, settings, jobs, on_done, skipped=len(inputs.skipped),
-            outputs=outputs,
+            outputs=outputs, up_to_date=inputs.up_to_date,
         )  # fmt: skip
     screen.batch_report(batch)
     return batch.rows, batch.return_code

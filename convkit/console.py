@@ -391,6 +391,8 @@ def batch_summary(batch: BatchReport) -> str:
     parts = [f"wrote {batch.written} of {batch.total} images"]
     if batch.failures:
         parts.append(f"{len(batch.failures)} failed")
+    if batch.up_to_date:
+        parts.append(f"{batch.up_to_date} up to date (skipped)")
     if batch.skipped:
         parts.append(f"{batch.skipped} other file{'s' * (batch.skipped != 1)} skipped")
     summary = (

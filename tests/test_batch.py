@@ -359,3 +359,43 @@ def test_chunks_keep_every_worker_busy_and_the_bar_moving():
     assert batch.chunk_size(3, 2) == 1
     assert batch.chunk_size(200, 2) == 8  # the most: round trips are already cheap
     assert batch.chunk_size(64, 2) == 4  # 16 chunks, 8 per worker
+
+
+def test_images_as_arguments_as_the_shell_expands_a_glob(folder, tmp_path):
+    """`convkit apply in/*.png -k sharpen`: the shell hands convkit the file names."""
+    out = tmp_path / "out"
+    names = [folder / "b.png", folder / "a.PNG"]
+    result = run("apply", *names, "-k", "sharpen", "-o", out, "--no-compare")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == ["a_sharpen.png", "b_sharpen.png"]
+    mixed = run("apply", folder / "b.png", "-i", folder / "d.bmp", "-k", "sharpen", "-o", out)
+    assert mixed.exit_code == 0, mixed.output
+    assert "wrote 2 of 2 images" in mixed.output
+
+
+def test_no_image_is_a_usage_error():
+    result = run("apply", "-k", "sharpen")
+    assert result.exit_code == 2
+    assert result.output == (
+        "Error: no image given: name images, folders or globs (or - for standard input)\n"
+    )
+
+
+def test_skip_existing_resumes_an_interrupted_batch(folder, tmp_path):
+    out = tmp_path / "out"
+    first = run("apply", "-i", folder, "-r", "-k", "sharpen", "-o", out, "--no-compare")
+    assert first.exit_code == 0, first.output
+    (out / "b_sharpen.png").unlink()  # as if the batch had been stopped before b.png
+    os.utime(folder / "d.bmp")  # d.bmp changed since its output was written
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*.png")}
+    again = run("apply", "-i", folder, "-r", "-k", "sharpen", "-o", out, "--no-compare",
+                "--skip-existing")  # fmt: skip
+    assert again.exit_code == 0, again.output
+    assert "wrote 2 of 4 images, 2 up to date (skipped)" in again.output
+    rewritten = {p for p, t in before.items() if p.stat().st_mtime_ns != t}
+    assert rewritten == {out / "d_sharpen.png"}
+    assert (out / "b_sharpen.png").exists()
+    done = run("apply", "-i", folder, "-r", "-k", "sharpen", "-o", out, "--no-compare",
+               "--skip-existing")  # fmt: skip
+    assert done.exit_code == 0
+    assert "all 4 images up to date (--skip-existing)" in done.output
