@@ -9,7 +9,8 @@ done. Unlike `concurrent.futures.ProcessPoolExecutor`:
 - a stopping signal in the parent (Ctrl-C, or SIGTERM/SIGHUP turned into
   `convkit.errors.Interrupted`) stops every worker in a way that lets the task's own
   ``finally`` clean up, then kills stragglers and reaps them all;
-- a worker whose parent has vanished, even by SIGKILL, stops itself the same way within 2 s;
+- a worker whose parent has vanished, even by SIGKILL, stops itself the same way within 2 s
+  (it watches a pipe from the parent for end-of-file, and its parent pid);
 - SIGINT ignored in the parent (``convkit apply ... &`` in a script) is ignored by the workers.
 
 Importing this module is cheap: multiprocessing is imported when a pool starts.
@@ -108,6 +109,8 @@ def run_pool(
         arrived are still passed to ``on_result`` first; unfinished tasks get no call.
     WorkerStartError
         When a worker's initializer raises or a worker dies before it is ready.
+    Exception
+        Whatever ``on_result`` raises, after the workers were stopped as for an interrupt.
 
     Notes
     -----
@@ -437,7 +440,7 @@ def _worker_main(conn: Connection, running: Any, setup: _Setup) -> None:
         setup.inherited_lifeline_end.close()  # else this worker would keep the lifeline open
     _start_watchdog(setup.lifeline, setup.parent_pid)
     work, initializer = setup.work, setup.initializer
-    # On every way out, the stop signals are ignored first: a late one must not make
+    # On every way out, interrupts are turned off first: a late one must not make
     # multiprocessing print a traceback.
     try:
         if initializer is not None and not _initialize(conn, initializer):
