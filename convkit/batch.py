@@ -27,7 +27,6 @@ from convkit.pipeline import (
     apply_image,
     plan_outputs,
 )
-from convkit.pool import Lost, run_pool
 
 # What OpenCV's imdecode reads (the common builds); matched case-insensitively.
 IMAGE_SUFFIXES = frozenset(
@@ -226,6 +225,8 @@ def run_batch(
     removed; Ctrl-C, SIGTERM or SIGHUP stop the workers (an interrupted write removes its
     temporary file), and the report says how far the batch got.
     """
+    from convkit.pool import Lost, run_pool  # a single image never loads the pool
+
     if outputs is None:
         outputs = plan_outputs(images, kernels, settings)[1]
     tasks = [Task(image, tuple(pairs)) for image, pairs in zip(images, outputs, strict=True)]
@@ -256,6 +257,9 @@ def run_batch(
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM / SIGHUP as `Interrupted`
         report.interrupted = True
         report.interrupt_code = getattr(exc, "exit_code", EXIT_INTERRUPTED)
+        for index, task in enumerate(tasks):  # a worker killed after its grace left these
+            if index not in outcomes:
+                remove_temporary_files(task)
     report.seconds = time.perf_counter() - started
     for index in sorted(outcomes):
         outcome = outcomes[index]

@@ -210,10 +210,18 @@ def install_signal_handlers() -> None:
         signal.signal(signum, _interrupt)
 
 
+_stopping = False
+
+
 def _interrupt(signum: int, frame) -> None:
-    for name in STOPPING_SIGNALS:  # one signal is enough: let the clean-up finish
-        with contextlib.suppress(AttributeError, ValueError):
-            signal.signal(getattr(signal, name), signal.SIG_IGN)
+    """Raise `Interrupted` once: a second signal while the run cleans up is let pass.
+
+    (A flag rather than SIG_IGN: ignoring a signal that is already pending makes Python
+    raise OSError in the middle of the clean-up.)"""
+    global _stopping
+    if _stopping:
+        return
+    _stopping = True
     raise Interrupted(signum)
 
 
