@@ -298,8 +298,21 @@ def _parse_anchor(ctx, param, value: str | None) -> tuple[int, int] | None:
     return row, column
 
 
+def complete_kernel(ctx, param, incomplete: str) -> list:
+    """Shell completion for --kernel: bank names, ``all``, the parametric families, files."""
+    from click.shell_completion import CompletionItem
+
+    from convkit.kernels import BANK, PARAMETRIC_USAGE
+
+    if "/" in incomplete or incomplete.startswith((".", "~", "@")):
+        return [CompletionItem(incomplete, type="file")]
+    names = [*BANK, "all", *(f"{family}:" for family in PARAMETRIC_USAGE)]
+    return [CompletionItem(name) for name in names if name.startswith(incomplete)]
+
+
 def kernel_options(command):
     @click.option("--kernel", "-k", "kernel_values", multiple=True, metavar="NAME|PATH|MATRIX",
+                  shell_complete=complete_kernel,
                   help='A bank name, "all", a parametric name (box:N, gaussian:N[:SIGMA], '
                        "log:N[:SIGMA], motion:N[:ANGLE]), a kernel file or @file, an inline "
                        'matrix "0,-1,0; -1,5,-1; 0,-1,0" or an ImageMagick string '
@@ -744,13 +757,13 @@ def kernels(names, png_dir):
     """
     from convkit.console import Screen
     from convkit.kernel_files import resolve_kernels
-    from convkit.kernels import BANK
+    from convkit.kernels import BANK, PARAMETRIC_USAGE
 
     screen = Screen()
     if not names:
         if png_dir is not None:
             raise UsageError("--png draws the kernels you name: add NAMES (or 'all')")
-        screen.kernel_list(list(BANK.values()))
+        screen.kernel_list(list(BANK.values()), PARAMETRIC_USAGE)
         return
     kernels = resolve_kernels(list(names))
     pictures = _plan_kernel_pictures(kernels, png_dir) if png_dir is not None else None

@@ -178,7 +178,8 @@ class Screen:
             )  # fmt: skip
         self.out.print(table)
 
-    def kernel_list(self, kernels: Sequence[Kernel]) -> None:
+    def kernel_list(self, kernels: Sequence[Kernel], families: dict[str, str]) -> None:
+        """The bank (name, size, sum, description), then the parametric families' syntax."""
         from rich.table import Table
 
         table = Table(box=_box(self.decorated), header_style="bold" if self.decorated else "")
@@ -188,6 +189,12 @@ class Screen:
         for k in kernels:
             table.add_row(k.name, f"{k.shape[0]}x{k.shape[1]}", _number(k.total), k.description)
         self.out.print(table)
+        parametric = Table(box=_box(self.decorated), header_style="bold" if self.decorated else "")
+        parametric.add_column("parametric family")
+        parametric.add_column("syntax")
+        for family, syntax in families.items():
+            parametric.add_row(family, syntax)
+        self.out.print(parametric)
 
     def kernel_matrix(self, kernel: Kernel) -> None:
         from rich.text import Text

@@ -405,3 +405,26 @@ def test_bad_parameters_are_usage_errors(photo, tmp_path, args, message):
     result = run("apply", "-i", photo, "-o", tmp_path / "o", *args)
     assert result.exit_code == 2
     assert message in result.output
+
+
+def test_kernels_lists_the_parametric_families_with_their_syntax():
+    result = run("kernels")
+    assert result.exit_code == 0
+    for syntax in ("box:N", "gaussian:N[:SIGMA]", "log:N[:SIGMA]", "motion:N[:ANGLE]"):
+        assert syntax in result.output
+
+
+def test_shell_completion_offers_kernel_names(monkeypatch):
+    env = {"_CONVKIT_COMPLETE": "bash_complete", "COMP_WORDS": "convkit apply -k sob",
+           "COMP_CWORD": "3"}  # fmt: skip
+    result = CliRunner(env=env).invoke(main, [], prog_name="convkit")
+    assert result.output.split() == ["plain,sobel_x", "plain,sobel_y"]
+    env["COMP_WORDS"] = "convkit apply -k gau"
+    result = CliRunner(env=env).invoke(main, [], prog_name="convkit")
+    assert result.output.split() == ["plain,gaussian:"]
+
+
+def test_bare_convkit_prints_the_help_and_exits_0():
+    result = run()
+    assert result.exit_code == 0
+    assert result.output.startswith("Usage:") and "apply" in result.output
