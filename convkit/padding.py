@@ -108,7 +108,9 @@ def check_cval(cval: object) -> float:
     except (TypeError, ValueError, OverflowError):
         value = math.nan
     if not math.isfinite(value):
-        raise UsageError(f"cval {cval!r}: the constant outside the image must be a finite number")
+        raise UsageError(
+            f"cval {reprlib.repr(cval)}: the constant outside the image must be a finite number"
+        )
     return value
 
 
