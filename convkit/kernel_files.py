@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from convkit.errors import KernelError, KernelParseError, UsageError
-from convkit.kernels import Kernel, quoted
+from convkit.kernels import Kernel, is_kernel_name, quoted, split_kernel_list
 
 KERNEL_FILE_SUFFIXES = (".txt", ".csv", ".npy", ".json", ".mat")
 
@@ -125,9 +125,12 @@ def parse_rows(lines: list[tuple[int, str]], source: str, unit: str = "line") ->
 def parse_magick(text: str, name: str, source: str) -> Kernel:
     """An ImageMagick kernel string: ``"3x3: 0,-1,0 -1,5,-1 0,-1,0"``, ``"3x3+0+0: ..."``.
 
-    The values fill the rows in order; the optional ``+X+Y`` sets the origin (column X,
-    row Y) as the anchor. A ``nan`` or ``-`` cell, which ImageMagick leaves out of the
-    neighbourhood, becomes 0 with a warning.
+    The values fill the rows in order; the origin (column X, row Y) becomes the anchor
+    (row Y, column X). It is ``+X+Y`` when given, else ImageMagick's own default
+    ``((W - 1) // 2, (H - 1) // 2)`` (`imagemagick_origin`): the centre of an odd size, the
+    cell just above and left of the centre of an even one, so ``"2x2: ..."`` is anchored
+    at (0, 0) where OpenCV's default would be (1, 1). A ``nan`` or ``-`` cell, which
+    ImageMagick leaves out of the neighbourhood, becomes 0 with a warning.
     """
     match = _MAGICK.fullmatch(text)
     if match is None:
@@ -143,20 +146,48 @@ def parse_magick(text: str, name: str, source: str) -> Kernel:
         raise KernelParseError(
             source, None, f"{width}x{height} needs {width * height} values, got {values.size}"
         )
-    anchor = None
-    if match.group(3) is not None:
-        column, row = (_origin_field(match.group(g), source) for g in (3, 4))
-        if not (0 <= column < width and 0 <= row < height):
-            raise KernelParseError(
-                source, None, f"origin +{column}+{row} lies outside the {width}x{height} kernel"
-            )
-        anchor = (row, column)
+    anchor = _magick_anchor(match, width, height, source)
     warnings = (_holes_warning(name, holes, width),) if holes else ()
     weights = values.reshape(height, width)
     description = f"ImageMagick kernel from {source}"
     return _kernel_from(
         weights, source, name, anchor=anchor, description=description, warnings=warnings
     )
+
+
+def imagemagick_origin(width: int, height: int) -> tuple[int, int]:
+    """ImageMagick's default origin of a ``width`` x ``height`` kernel, as an anchor (row,
+    column): ``((height - 1) // 2, (width - 1) // 2)``.
+
+    The centre for odd sizes (as OpenCV's ``(kH // 2, kW // 2)``); for even sizes the cell
+    just above and left of the centre, where OpenCV takes the one below and right.
+
+    Examples
+    --------
+    >>> imagemagick_origin(2, 2), imagemagick_origin(4, 4), imagemagick_origin(5, 3)
+    ((0, 0), (1, 1), (1, 2))
+    """
+    # ImageMagick 7, MagickCore/morphology.c, ParseKernelArray(): for "WxH:" without +X+Y,
+    #   kernel->x = ... : (ssize_t) (kernel->width-1)/2;
+    #   kernel->y = ... : (ssize_t) (kernel->height-1)/2;
+    # and for the old style of N*N bare numbers, kernel->x = kernel->y = (width-1)/2.
+    # Its documentation (AcquireKernelInfo) says the same: "the pixel in the center, for odd
+    # sizes, or to the immediate top or left of center for even sizes is automatically
+    # selected". -morphology Correlate correlates about this origin; Convolve reflects the
+    # kernel and the origin (RotateKernelInfo 180), as Kernel.flipped() does.
+    return (height - 1) // 2, (width - 1) // 2
+
+
+def _magick_anchor(match: re.Match, width: int, height: int, source: str) -> tuple[int, int]:
+    """The anchor of a parsed ImageMagick string: its ``+X+Y``, or ImageMagick's default."""
+    if match.group(3) is None:
+        return imagemagick_origin(width, height)
+    column, row = (_origin_field(match.group(g), source) for g in (3, 4))
+    if not (0 <= column < width and 0 <= row < height):
+        raise KernelParseError(
+            source, None, f"origin +{column}+{row} lies outside the {width}x{height} kernel"
+        )
+    return row, column
 
 
 def _magick_value(index: int, token: str, holes: list[int], source: str) -> float:
@@ -196,8 +227,28 @@ def is_magick(text: str) -> bool:
 
 
 def parse_kernel(text: str, name: str = "inline") -> Kernel:
-    """Parse an inline kernel: rows separated by ``;`` (or newlines), entries by ``,`` or
-    spaces; or an ImageMagick kernel string such as ``"3x3+1+1: 0,-1,0 -1,5,-1 0,-1,0"``.
+    """Parse an inline kernel string.
+
+    Three forms are read:
+
+    - rows separated by ``;`` (or line breaks), entries by ``,`` or spaces:
+      ``"0,-1,0; -1,5,-1; 0,-1,0"``; the anchor is OpenCV's ``(kH // 2, kW // 2)``;
+    - an ImageMagick kernel string ``"WxH[+X+Y]: values"`` (`parse_magick`), anchored at
+      its origin: ``+X+Y``, else ImageMagick's default ``((H - 1) // 2, (W - 1) // 2)``;
+    - ImageMagick's old style: numbers with no ``;``, no line break and no ``WxH:``. A
+      count that is a perfect square N*N with N >= 2 (4, 9, 16, 25...) fills an N x N
+      kernel row by row, as ImageMagick reads it, anchored at ImageMagick's default
+      origin ``((N - 1) // 2, (N - 1) // 2)`` -- (0, 0) for 2x2, (1, 1) for 3x3 and 4x4 --
+      with a note saying so. Any other count (1, 2, 3, 5, 8...) is one row, as one number
+      is a 1x1 kernel. A trailing ``;`` (``"1,1,1,1;"``) keeps 4 or 9 numbers one row.
+
+    Kernel files never take the old style: a line of a file is always one row.
+
+    Raises
+    ------
+    KernelParseError
+        For text that is none of these; the message quotes the text and names the row and
+        the token.
 
     Examples
     --------
@@ -205,6 +256,8 @@ def parse_kernel(text: str, name: str = "inline") -> Kernel:
     np.float64(1.0)
     >>> parse_kernel("2x1+0+0: 1 -1").anchor
     (0, 0)
+    >>> parse_kernel("0 -1 0 -1 5 -1 0 -1 0").shape, parse_kernel("1 2 1").shape
+    ((3, 3), (1, 3))
     """
     if not isinstance(text, str):
         raise KernelError(f"an inline kernel must be a string, got {quoted(text)}")
@@ -214,16 +267,77 @@ def parse_kernel(text: str, name: str = "inline") -> Kernel:
     pieces = re.split(r"[;\n]", text)
     numbered = list(enumerate(pieces, start=1))
     weights = parse_rows(numbered, source, unit="row")
+    side = _old_style_side(weights) if len(pieces) == 1 else None
+    if side is not None:
+        return _old_style_square(weights, side, source, name)
     return _kernel_from(weights, source, name, description="inline kernel")
+
+
+def _old_style_side(row: np.ndarray) -> int | None:
+    """N when a single row holds a perfect square N*N >= 4 of numbers, else None."""
+    side = math.isqrt(row.size)
+    return side if side >= 2 and side * side == row.size else None
+
+
+def _old_style_square(row: np.ndarray, side: int, source: str, name: str) -> Kernel:
+    """ImageMagick's old style: N*N bare numbers are an N x N kernel at ImageMagick's origin."""
+    note = (
+        f"kernel {name!r}: {row.size} numbers without ';' read as a {side}x{side} square, as "
+        f"ImageMagick does (end with ';' for one row)"
+    )
+    return _kernel_from(
+        row.reshape(side, side),
+        source,
+        name,
+        anchor=imagemagick_origin(side, side),
+        description=f"inline kernel, ImageMagick's old style ({row.size} numbers, {side}x{side})",
+        warnings=(note,),
+    )
 
 
 def looks_inline(value: str) -> bool:
     """True for a ``--kernel`` value that is a matrix, not a name: ``"1,2,1"``, ``"1 2; 3 4"``,
-    ``"3x3: ..."``."""
+    ``"3x3: ..."``, ``"0 -1 0 -1 5 -1 0 -1 0"``.
+
+    A comma-separated value whose first item is a kernel name (``"sobel_x,sobel_y"``, or
+    the mistaken ``"sobel_x,1"``) is a list of names, not a matrix.
+    """
+    if _starts_like_a_name_list(value):
+        return False
     return (
         bool(re.search(r"[,;]", value))
         or bool(re.fullmatch(r"[\s\d.eE+\-/]+", value))
         or is_magick(value)
+    )
+
+
+def _starts_like_a_name_list(value: str) -> bool:
+    """True for ``name,...``: a comma, and a kernel name before the first one."""
+    first, comma, _ = value.partition(",")
+    return bool(comma) and is_kernel_name(first)
+
+
+def _refuse_a_broken_name_list(value: str) -> None:
+    """A `KernelError` for ``name,...`` with an item that is not a kernel name
+    (``"sobel_x,1"``, ``"sobel_x,edges.txt"``, ``"sobel_x,"``), naming that item."""
+    if not _starts_like_a_name_list(value):
+        return
+    items = [item.strip() for item in value.split(",")]
+    position, item = next(
+        ((i, item) for i, item in enumerate(items, start=1) if not is_kernel_name(item)),
+        (0, ""),
+    )
+    if not position:
+        return
+    what = f"item {position} is empty" if not item else f"{quoted(item)} is not a kernel name"
+    no_file = (
+        f", and there is no file {quoted(value)}"
+        if Path(value).suffix.lower() in KERNEL_FILE_SUFFIXES
+        else ""
+    )
+    raise KernelError(
+        f"kernel list {quoted(value)}: {what}{no_file} (a list holds kernel names only, as in "
+        "sobel_x,gaussian:5:1.4; a matrix or a file takes a --kernel of its own)"
     )
 
 
@@ -534,13 +648,17 @@ def _positive_int(token: str, source: str, line: int) -> int:
 
 
 def resolve_kernel(value: str, inline_name: str) -> Kernel:
-    """One ``--kernel`` value: an existing file (or ``@file``, as ImageMagick writes it), an
-    inline matrix or ImageMagick string, or a bank or parametric name.
+    """One kernel: an existing file (or ``@file``, as ImageMagick writes it), an inline
+    matrix or ImageMagick string (`parse_kernel`), or a bank or parametric name.
+
+    An existing file is read even when its name holds commas. A comma-separated list of
+    kernel names (``"sobel_x,sobel_y"``) is several kernels: `resolve_kernels` reads it.
 
     Raises
     ------
     KernelError
-        For a value that is none of these (the message suggests close names).
+        For a value that is none of these (the message suggests close names), or a list of
+        kernel names.
     UsageError
         For a file that cannot be read (`load_kernel`).
     """
@@ -554,11 +672,24 @@ def resolve_kernel(value: str, inline_name: str) -> Kernel:
         return load_kernel(value[1:])
     if _names_a_file(value):
         return load_kernel(value)
+    _refuse_a_name_list(value)
     if looks_inline(value):
         return parse_kernel(value, inline_name)
     if Path(value).suffix.lower() in KERNEL_FILE_SUFFIXES:
         raise UsageError(f"kernel file not found: {value}")
     return get_kernel(value)
+
+
+def _refuse_a_name_list(value: str) -> None:
+    """A `KernelError` for a list of kernel names where one kernel is wanted, or for a list
+    that holds something other than names."""
+    names = split_kernel_list(value)
+    if names is not None:
+        raise KernelError(
+            f"{quoted(value)} is a list of {len(names)} kernels, where one kernel is wanted "
+            "(give one name, or each kernel in a --kernel of its own)"
+        )
+    _refuse_a_broken_name_list(value)
 
 
 def _names_a_file(value: str) -> bool:
@@ -571,22 +702,45 @@ def _names_a_file(value: str) -> bool:
 
 
 def resolve_kernels(values: list[str], files: list[str] | None = None) -> list[Kernel]:
-    """Every ``--kernel`` value (``all`` expanded) then every ``--kernel-file``, names unique.
+    """Every ``--kernel`` value, then every ``--kernel-file``, with names unique.
+
+    A value is several kernels when it is a comma-separated list in which every item is a
+    kernel name -- a bank name, ``all`` or a parametric name (``"sobel_x,gaussian:5:1.4"``)
+    -- and ``all`` is the tutorial's seven; an unknown name in such a list is an error
+    that suggests close names. Any other value is one kernel (`resolve_kernel`): an
+    existing file (whatever its name, commas included), an inline matrix such as ``"1,2,1"``
+    or ``"0,-1,0; -1,5,-1; 0,-1,0"``, an ImageMagick string, or a name.
 
     Inline kernels are named ``inline1``, ``inline2``...; a name that repeats gets ``-2``,
     ``-3``... so that no output overwrites another.
-    """
-    from convkit.kernels import expand_kernel_names
 
+    Raises
+    ------
+    KernelError
+        For an unknown name, a malformed inline kernel, or a list of names with an item
+        that is not one (``"sobel_x,1"``).
+    UsageError
+        For a file that cannot be read.
+    """
     kernels: list[Kernel] = []
     inline_count = 0
     for value in values:
-        for name in expand_kernel_names(value):
+        for name in _kernel_values(value):
             if looks_inline(name) and not _names_a_file(name):
                 inline_count += 1
             kernels.append(resolve_kernel(name, f"inline{inline_count}"))
     kernels += [load_kernel(path) for path in files or []]
     return _unique_names(kernels)
+
+
+def _kernel_values(value: str) -> list[str]:
+    """The values a ``--kernel`` value stands for: the names of a list of names (``all``
+    expanded), else the value itself; an existing file is itself, commas or not."""
+    from convkit.kernels import expand_kernel_names
+
+    if "," in value and _names_a_file(value):
+        return [value]
+    return expand_kernel_names(value)
 
 
 def _unique_names(kernels: list[Kernel]) -> list[Kernel]:

@@ -578,7 +578,68 @@ PARAMETRIC_USAGE = {
 }
 
 
-def expand_kernel_names(name: str) -> list[str]:
+# The shape of a kernel name: a bank name or ``all`` (a letter or ``_``, then letters, digits,
+# ``_`` and ``-``), optionally followed by ``:``-separated parameters (``gaussian:5:1.4``,
+# ``motion:9:-30``). Nothing that starts with a digit, a sign or a dot: those are numbers.
+_KERNEL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*(?::[^\s,;:]*)*")
+# Words that float() reads as numbers, so that an inline matrix may hold them.
+_NUMBER_WORDS = frozenset({"nan", "inf", "infinity"})
+
+
+def is_kernel_name(text: str) -> bool:
+    """True for text shaped like a kernel name: a bank name, ``all`` or a parametric name.
+
+    Only the shape is checked, not whether such a kernel exists: ``sobelx`` is a kernel
+    name (an unknown one), ``1.5``, ``nan`` and ``edges.txt`` are not.
+
+    Examples
+    --------
+    >>> [is_kernel_name(t) for t in ("sobel_x", "gaussian:5:1.4", "sobelx", "1", "nan")]
+    [True, True, True, False, False]
+    """
+    text = text.strip()
+    return bool(_KERNEL_NAME.fullmatch(text)) and text.lower() not in _NUMBER_WORDS
+
+
+def split_kernel_list(value: str) -> list[str] | None:
+    """The items of ``value`` if it is a comma-separated list of kernel names, else None.
+
+    ``"sobel_x,sobel_y"`` and ``"all, gaussian:5:1.4"`` are lists; ``"1,2,1"`` (an inline
+    matrix), ``"sobel_x"`` (one name, no comma) and ``"sobel_x,1"`` (not every item is a
+    name) are not. Whether each name exists is not checked here.
+
+    Examples
+    --------
+    >>> split_kernel_list("sobel_x, gaussian:5:1.4")
+    ['sobel_x', 'gaussian:5:1.4']
+    >>> split_kernel_list("1,2,1") is None
+    True
+    """
+    if "," not in value:
+        return None
+    items = [item.strip() for item in value.split(",")]
+    return items if all(is_kernel_name(item) for item in items) else None
+
+
+def expand_kernel_names(value: str) -> list[str]:
+    """A ``--kernel`` value as the names it stands for.
+
+    A comma-separated list of kernel names (`split_kernel_list`) is split at its commas, and
+    ``all``, alone or in a list, stands for the tutorial's seven kernels. Anything else (one
+    name, an inline matrix, a file) stands for itself.
+
+    Examples
+    --------
+    >>> expand_kernel_names("sobel_x,sobel_y")
+    ['sobel_x', 'sobel_y']
+    >>> expand_kernel_names("0,-1,0; -1,5,-1; 0,-1,0")
+    ['0,-1,0; -1,5,-1; 0,-1,0']
+    """
+    names = split_kernel_list(value) or [value]
+    return [expanded for name in names for expanded in _expand_all(name)]
+
+
+def _expand_all(name: str) -> list[str]:
     """``all`` stands for the tutorial's seven kernels; any other name for itself."""
     return list(TUTORIAL_BANK) if name.strip().lower() == "all" else [name]
 

@@ -148,7 +148,8 @@ def test_resolve_a_missing_kernel_file_says_so(tmp_path):
         ("3x3+0+0: 0,-1,0 -1,5,-1 0,-1,0", (3, 3), (0, 0)),
         ("3x2+2+1: 1 2 3 4 5 6", (2, 3), (1, 2)),  # +X+Y: column 2, row 1
         ("3: 1,1,1 1,1,1 1,1,1", (3, 3), (1, 1)),  # one size: square
-        ("1x4:1,2,3,4", (4, 1), (2, 0)),
+        ("1x4:1,2,3,4", (4, 1), (1, 0)),  # ImageMagick's origin: row (4 - 1) // 2
+        ("2x2: 1 2 3 4", (2, 2), (0, 0)),  # not OpenCV's (1, 1)
     ],
 )
 def test_imagemagick_strings(text, shape, anchor):
