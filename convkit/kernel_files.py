@@ -174,7 +174,9 @@ def imagemagick_origin(width: int, height: int) -> tuple[int, int]:
     # Its documentation (AcquireKernelInfo) says the same: "the pixel in the center, for odd
     # sizes, or to the immediate top or left of center for even sizes is automatically
     # selected". -morphology Correlate correlates about this origin; Convolve reflects the
-    # kernel and the origin (RotateKernelInfo 180), as Kernel.flipped() does.
+    # kernel about it (MorphologyPrimitive's offset width - x - 1), as Kernel.flipped()
+    # does. ImageMagick 6.9.11's -define morphology:showKernel=1 prints 2x2+0+0, 4x4+1+1,
+    # 5x3+2+1 and 2x5+0+2; tests/test_kernel_syntax.py compares with it when installed.
     return (height - 1) // 2, (width - 1) // 2
 
 
