@@ -8,40 +8,51 @@ the last ends on a byte boundary (a sync flush), so the pieces join into one val
 
 On a 2048x2048 colour image this writes in ~110 ms what cv2.imencode writes in ~190 ms, and
 the encoded image is that large job's biggest single cost.
+
+OpenCV writes neither grey+alpha PNGs nor colour profiles and resolutions; `encode_png` does
+(its ``extra_chunks``), and `insert_chunks` adds `icc_chunk` and `resolution_chunk` to a
+file that OpenCV wrote.
 """
 
 from __future__ import annotations
 
 import struct
 import zlib
+from collections.abc import Sequence
 
 import numpy as np
 
 SIGNATURE = b"\x89PNG\r\n\x1a\n"
-# PNG colour types by channel count: grey, RGB, RGBA.
-COLOR_TYPES = {1: 0, 3: 2, 4: 6}
+# PNG colour types by channel count: grey, grey+alpha, RGB, RGBA.
+COLOR_TYPES = {1: 0, 2: 4, 3: 2, 4: 6}
 SUB_FILTER = 1
 WINDOW = 32 * 1024  # deflate's window: how much of the previous piece primes the next
 PIECE_BYTES = 1 << 20  # smaller images are deflated in one piece on this thread
 LEVEL = 1
 ROW_BLOCK_BYTES = 1 << 20  # rows are converted and filtered this much at a time
+ICC_PROFILE_NAME = b"ICC profile"
+METRES_PER_INCH = 0.0254
+IHDR_END = 8 + 12 + 13  # the signature, then the IHDR chunk, which comes first
 
 
 def can_encode(image: np.ndarray) -> bool:
-    """Whether `encode_png` writes this array: uint8/uint16, grey, BGR or BGRA."""
+    """Whether `encode_png` writes this array: uint8/uint16, grey, grey+alpha, BGR or BGRA."""
     channels = 1 if image.ndim == 2 else image.shape[2] if image.ndim == 3 else 0
     return image.dtype in (np.uint8, np.uint16) and channels in COLOR_TYPES and image.size > 0
 
 
-def encode_png(image: np.ndarray, threads: int = 1) -> bytes:
-    """Encode a grey, BGR or BGRA uint8/uint16 image (OpenCV's channel order) as PNG.
+def encode_png(image: np.ndarray, threads: int = 1, extra_chunks: Sequence[bytes] = ()) -> bytes:
+    """Encode a grey, grey+alpha, BGR or BGRA uint8/uint16 image (OpenCV's channel order)
+    as PNG.
 
     Parameters
     ----------
     image : ndarray
-        (H, W) or (H, W, C) with C in 1, 3, 4; see `can_encode`.
+        (H, W) or (H, W, C) with C in 1, 2, 3, 4; see `can_encode`.
     threads : int
         How many threads deflate the pieces. The bytes written do not depend on it.
+    extra_chunks : sequence of bytes
+        Whole chunks (`icc_chunk`, `resolution_chunk`) written between IHDR and IDAT.
 
     Returns
     -------
@@ -59,10 +70,33 @@ def encode_png(image: np.ndarray, threads: int = 1) -> bytes:
         (
             SIGNATURE,
             _chunk(b"IHDR", header),
+            *extra_chunks,
             _chunk(b"IDAT", zlib_stream(memoryview(filtered.reshape(-1)), threads)),
             _chunk(b"IEND", b""),
         )
     )
+
+
+def icc_chunk(profile: bytes) -> bytes:
+    """An iCCP chunk holding ``profile``: a name, a NUL, compression method 0, the deflated
+    profile."""
+    return _chunk(b"iCCP", ICC_PROFILE_NAME + b"\0\0" + zlib.compress(profile, 9))
+
+
+def resolution_chunk(dpi: tuple[float, float]) -> bytes:
+    """A pHYs chunk: ``dpi`` (positive) as whole pixels per metre, the unit PNG knows."""
+    x, y = (min(max(round(value / METRES_PER_INCH), 1), 0x7FFF_FFFF) for value in dpi)
+    return _chunk(b"pHYs", struct.pack(">IIB", x, y, 1))
+
+
+def insert_chunks(png: bytes, chunks: Sequence[bytes]) -> bytes:
+    """``png`` with ``chunks`` right after its IHDR chunk (before any PLTE and IDAT, where
+    iCCP and pHYs belong)."""
+    if not chunks:
+        return png
+    if png[:8] != SIGNATURE or png[12:16] != b"IHDR":
+        raise ValueError("not a PNG file that starts with its IHDR chunk")
+    return b"".join((png[:IHDR_END], *chunks, png[IHDR_END:]))
 
 
 def filtered_rows(image: np.ndarray, channels: int) -> np.ndarray:
@@ -82,7 +116,7 @@ def filtered_rows(image: np.ndarray, channels: int) -> np.ndarray:
 
 def _png_rows(image: np.ndarray, channels: int) -> np.ndarray:
     """The image as PNG lays out its rows: RGB(A) order, big-endian samples, one byte row each."""
-    if channels > 1:
+    if channels > 2:
         import cv2  # ~10x faster than numpy's fancy indexing at swapping channels
 
         image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB if channels == 3 else cv2.COLOR_BGRA2RGBA)

@@ -17,7 +17,8 @@ from convkit.imageio import PARALLEL_PNG_BYTES, encode_image
 
 
 def images():
-    shapes = st.tuples(st.integers(1, 40), st.integers(1, 40), st.sampled_from([None, 3, 4])).map(
+    channels = st.sampled_from([None, 2, 3, 4])
+    shapes = st.tuples(st.integers(1, 40), st.integers(1, 40), channels).map(
         lambda s: s[:2] if s[2] is None else s
     )
     return st.sampled_from([np.uint8, np.uint16]).flatmap(
@@ -26,7 +27,13 @@ def images():
 
 
 def decoded_by_opencv(data: bytes) -> np.ndarray:
-    return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    """What OpenCV reads; grey+alpha (which it spreads over BGRA) taken back to 2 channels."""
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    ihdr_colour_type = data[25]
+    if ihdr_colour_type == 4:
+        assert (image[..., 0] == image[..., 1]).all() and (image[..., 1] == image[..., 2]).all()
+        return image[..., [0, 3]]
+    return image
 
 
 @pytest.fixture
@@ -92,7 +99,7 @@ def test_as_small_as_opencvs_own_file():
 def test_refuses_what_png_cannot_hold():
     for array in (
         np.zeros((4, 4), np.float32),
-        np.zeros((4, 4, 2), np.uint8),
+        np.zeros((4, 4, 5), np.uint8),
         np.zeros((0, 4), np.uint8),
     ):
         assert not png.can_encode(array)
@@ -104,7 +111,9 @@ def test_encode_image_takes_the_parallel_writer_for_large_images(monkeypatch):
     calls = []
     real = png.encode_png
     monkeypatch.setattr(
-        png, "encode_png", lambda image, threads: calls.append(threads) or real(image, threads)
+        png,
+        "encode_png",
+        lambda image, threads, chunks=(): calls.append(threads) or real(image, threads, chunks),
     )
     previous = cv2.getNumThreads()
     cv2.setNumThreads(2)
@@ -117,3 +126,48 @@ def test_encode_image_takes_the_parallel_writer_for_large_images(monkeypatch):
     finally:
         cv2.setNumThreads(previous)
     assert calls == [2]  # the large image only
+
+
+def test_grey_and_alpha_is_colour_type_4_and_pillow_reads_it_as_la():
+    rng = np.random.default_rng(4)
+    for dtype, top in ((np.uint8, 256), (np.uint16, 65536)):
+        image = rng.integers(0, top, (7, 9, 2), dtype=dtype)
+        data = png.encode_png(image, 2)
+        assert data[24:26] == bytes([8 * image.itemsize, 4])  # bit depth, colour type
+        if dtype == np.uint8:
+            from PIL import Image
+
+            with Image.open(io.BytesIO(data)) as picture:
+                assert picture.mode == "LA"
+                np.testing.assert_array_equal(np.asarray(picture), image)
+
+
+def test_metadata_chunks_go_between_ihdr_and_idat_and_pillow_reads_them():
+    from PIL import Image, ImageCms
+
+    profile = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    chunks = [png.icc_chunk(profile), png.resolution_chunk((300, 150))]
+    image = np.arange(60, dtype=np.uint8).reshape(4, 5, 3)
+    for data in (
+        png.encode_png(image, 1, chunks),
+        png.insert_chunks(cv2.imencode(".png", image)[1].tobytes(), chunks),
+    ):
+        kinds = []
+        at = 8
+        while at < len(data):
+            length, kind = struct.unpack(">I4s", data[at : at + 8])
+            kinds.append(kind)
+            at += 12 + length
+        assert kinds[:3] == [b"IHDR", b"iCCP", b"pHYs"] and kinds[-1] == b"IEND"
+        with Image.open(io.BytesIO(data)) as picture:
+            assert picture.info["icc_profile"] == profile
+            # 300 dpi is 11811 pixels a metre: 299.9994 dpi read back
+            assert picture.info["dpi"] == pytest.approx((11811 * 0.0254, 5906 * 0.0254))
+            np.testing.assert_array_equal(np.asarray(picture), image[..., ::-1])
+        assert struct.unpack(">IIB", data[data.index(b"pHYs") + 4 :][:9]) == (11811, 5906, 1)
+
+
+def test_insert_chunks_refuses_what_is_no_png():
+    with pytest.raises(ValueError):
+        png.insert_chunks(b"GIF89a" + bytes(40), [png.resolution_chunk((72, 72))])
+    assert png.insert_chunks(b"anything", []) == b"anything"
