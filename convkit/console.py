@@ -308,12 +308,13 @@ def timing_table(report: ImageReport, decorated: bool) -> Table:
     for result in report.results:
         naive = next((r for r in result.rows if r.backend == "naive"), None)
         for row in result.rows:
+            mark = "*" if row.crop else ""
             cells = [
                 row.kernel,
-                row.backend,
+                f"{row.backend} ({_crop_size(row.crop)} crop)" if row.crop else row.backend,
                 str(row.runs),
-                f"{row.median_ms:.2f}",
-                f"{row.min_ms:.2f}",
+                f"{row.median_ms:.2f}{mark}",
+                f"{row.min_ms:.2f}{mark}",
             ]
             if with_naive:
                 cells.append(f"{naive.median_ms / row.median_ms:.1f}x" if row.median_ms else "-")
@@ -321,7 +322,18 @@ def timing_table(report: ImageReport, decorated: bool) -> Table:
                 "reference" if row.backend == result.reference else f"{row.max_abs_diff:.2g}"
             )
             table.add_row(*cells)
+    crops = {row.crop for row in report.rows if row.crop}
+    if crops:
+        table.caption = (
+            "* timed on the crop, extrapolated to the whole image; max |diff| is measured "
+            "on the crop"
+        )
     return table
+
+
+def _crop_size(geometry: str) -> str:
+    """``256x256`` from an ImageMagick geometry ``256x256+10+20``."""
+    return geometry.split("+", 1)[0]
 
 
 def batch_table(batch: BatchReport, decorated: bool) -> Table:

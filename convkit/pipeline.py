@@ -76,6 +76,9 @@ class BackendRow(NamedTuple):
     min_ms: float
     max_abs_diff: float
     output: str | None
+    # Where the backend ran on a crop only (the default naive reference): "WxH+X+Y", as
+    # ImageMagick writes a geometry; its times are then extrapolated to the whole image.
+    crop: str | None = None
 
     def as_dict(self) -> dict:
         row = self._asdict()
@@ -174,13 +177,15 @@ def choose_backends(
     kernels: Sequence[Kernel | Stack],
     repeat: int,
     image_count: int = 1,
+    crop_side: int | None = None,
 ) -> tuple[tuple[str, ...], str | None]:
     """The backends to run, and a note when the naive loop was left out of the defaults.
 
     Backends the user named are always run. By default a single image runs the naive loop
-    beside filter2d unless its estimated time (pixels x kernel taps, `naive_seconds`)
-    exceeds `NAIVE_BUDGET_SECONDS`; a batch of several images runs `auto` alone (the naive
-    loop would cost seconds per image).
+    beside filter2d — on a crop of ``crop_side`` pixels square when that is given
+    (`naive_crop_side`) — unless its estimated time (pixels x kernel taps,
+    `naive_seconds`) exceeds `NAIVE_BUDGET_SECONDS`; a batch of several images runs `auto`
+    alone (the naive loop would cost seconds per image).
     """
     if requested:
         names = tuple(dict.fromkeys(check_backend_name(b) for b in requested))
@@ -190,15 +195,21 @@ def choose_backends(
     if image_count > 1:  # DESIGN §4: batches run `auto`, the fastest for each kernel
         note = f"batch of {image_count} images: backend auto, naive left out ({force})"
         return (BATCH_BACKEND,), note
+    if crop_side is not None:
+        crop = (min(crop_side, image_shape[0]), min(crop_side, image_shape[1]))
+        image_shape = crop + tuple(image_shape[2:])
     samples = int(np.prod(image_shape))
     layers = [k for kernel in kernels for k in _kernels_of(kernel)]
     estimate = repeat * sum(naive_seconds(samples, k.shape) for k in layers)
     if estimate <= NAIVE_BUDGET_SECONDS:
         return DEFAULT_BACKENDS, None
-    megapixels = image_shape[0] * image_shape[1] / 1e6
+    if crop_side is not None:
+        where = f"a {image_shape[1]}x{image_shape[0]} crop"
+    else:
+        where = f"this {image_shape[0] * image_shape[1] / 1e6:.2g}-megapixel image"
     return fast, (
         f"naive backend left out: about {_duration(estimate)} for {len(layers)} "
-        f"kernel{'s' * (len(layers) > 1)} on this {megapixels:.2g}-megapixel image ({force})"
+        f"kernel{'s' * (len(layers) > 1)} on {where} ({force})"
     )
 
 
@@ -317,8 +328,9 @@ def apply_image(
     color, alpha = prepare_image(image, settings)
     for kernel in kernels:
         check_fits(color.shape, kernel, settings.padding)  # a stack by its receptive field
+    crop_side = naive_crop_side(settings.backends, color.shape, kernels, image_count)
     backends, note = choose_backends(
-        settings.backends, color.shape, kernels, settings.repeat, image_count
+        settings.backends, color.shape, kernels, settings.repeat, image_count, crop_side
     )
     check_resources(color, image.dtype.itemsize, kernels, backends, settings)
     if settings.out_dir is not None:
@@ -327,62 +339,185 @@ def apply_image(
         get_backend(backend)  # import its library now, outside the timed runs
     report = ImageReport(source.name, color.shape, backends, notes=[note] if note else [])
     for kernel, (output, compare) in zip(kernels, outputs, strict=True):
-        alpha_k = crop_alpha(alpha, kernel, settings.padding, settings.flip)
-        if can_stream(color, kernel, backends, settings):
-            image_out, timing = run_timed(
-                backends[0], lambda k=kernel: stream(color, k, backends[0], settings),
-                settings.repeat,
-            )  # fmt: skip
-            responses, timings, layers = {}, {backends[0]: timing}, {}
-            image_out = attach_alpha(image_out, alpha_k)
-        else:
-            responses, timings, layers = _run_backends(color, kernel, backends, settings, progress)
-        reference = "naive" if "naive" in backends else backends[0]
-        fastest = min(backends, key=lambda b: timings[b].median_ms)
-        if responses:
-            image_out = _render(responses[fastest], color, alpha_k, settings)
-        encoded = _encode(image_out, settings)
+        result = _apply_kernel(
+            source.name, color, alpha, kernel, backends, settings, progress, crop_side
+        )
+        encoded = _encode(result.image, settings)
         if output is None:
             report.stdout_bytes = encoded
         else:
             write_atomic(output, encoded)
         if compare is not None:
-            write_atomic(
-                compare,
-                _comparison(
-                    color,
-                    alpha_k,
-                    kernel,
-                    responses,
-                    timings,
-                    reference,
-                    settings,
-                    layers[reference],
-                ),  # fmt: skip
-            )
+            write_atomic(compare, _comparison(color, alpha, kernel, result, settings))
         rows = tuple(
-            BackendRow(
-                image=source.name,
-                kernel=kernel.name,
-                kernel_shape=kernel.shape,
-                backend=b,
-                padding=settings.padding.mode,
-                flip=settings.flip,
-                runs=timings[b].runs,
-                median_ms=timings[b].median_ms,
-                min_ms=timings[b].min_ms,
-                max_abs_diff=0.0
-                if b == reference or not responses
-                else max_abs_diff(responses[b], responses[reference]),
-                output=str(output) if b == fastest and output is not None else None,
-            )
-            for b in backends
+            row._replace(output=str(output)) if row.backend == result.fastest and output else row
+            for row in result.rows
         )
         direct = all(KNOWN_BACKENDS[b].direct for b in backends)
         factor = agreement_factor(direct, settings.precision)
         tolerance = agreement_tolerance(_abs_sum(kernel), color, factor)
-        report.results.append(KernelResult(kernel, rows, reference, tolerance, output, compare))
+        report.results.append(
+            KernelResult(kernel, rows, result.reference, tolerance, output, compare)
+        )
     return report
+
+
+# By default the naive reference runs on a crop this large of an image larger than it.
+NAIVE_CROP_SIDE = 256
+
+
+def naive_crop_side(
+    requested: Sequence[str] | None,
+    image_shape: tuple[int, ...],
+    kernels: Sequence[Kernel | Stack],
+    image_count: int = 1,
+) -> int | None:
+    """The side of the crop the default naive reference runs on, or None where it runs on
+    the whole image (or not at all): the user named backends, a batch, an image no larger
+    than the crop, or a stack (whose inner layers need the whole image's borders)."""
+    if requested or image_count > 1 or any(isinstance(k, Stack) for k in kernels):
+        return None
+    height, width = image_shape[:2]
+    return NAIVE_CROP_SIDE if max(height, width) > NAIVE_CROP_SIDE else None
+
+
+class KernelRun(NamedTuple):
+    """One kernel through every backend: the image to write and what the table shows."""
+
+    image: np.ndarray  # the output image (alpha attached), or the float response for `none`
+    rows: tuple[BackendRow, ...]
+    reference: str
+    fastest: str
+    responses: dict[str, np.ndarray]  # whole-image responses ({} when streamed)
+    layers: list[np.ndarray]  # a stack's step responses, on the reference backend
+    timings: dict[str, Timing]
+    crop: ReferenceCrop | None = None
+
+
+class ReferenceCrop(NamedTuple):
+    """The naive reference's response on one region of the image."""
+
+    region: tuple[int, int, int, int]  # y, x, height, width
+    response: np.ndarray
+
+    @property
+    def geometry(self) -> str:
+        y, x, height, width = self.region
+        return f"{width}x{height}+{x}+{y}"
+
+    def of(self, response: np.ndarray) -> np.ndarray:
+        """The same region of a whole-image response."""
+        y, x, height, width = self.region
+        return response[y : y + height, x : x + width]
+
+
+def _apply_kernel(
+    name: str,
+    color: np.ndarray,
+    alpha: np.ndarray | None,
+    kernel: Kernel | Stack,
+    backends: tuple[str, ...],
+    settings: ApplySettings,
+    progress: ProgressFn | None,
+    crop_side: int | None,
+) -> KernelRun:
+    """Run one kernel on every backend (the naive one on a crop when ``crop_side`` is set)."""
+    alpha = crop_alpha(alpha, kernel, settings.padding, settings.flip)
+    if can_stream(color, kernel, backends, settings):
+        image, timing = run_timed(
+            backends[0], lambda: stream(color, kernel, backends[0], settings), settings.repeat
+        )
+        responses, timings, layers = {}, {backends[0]: timing}, {backends[0]: []}
+        image = attach_alpha(image, alpha)
+    else:
+        whole = [b for b in backends if not (crop_side and b == "naive")]
+        responses, timings, layers = _run_backends(color, kernel, whole, settings, progress)
+    fastest = min(responses or timings, key=lambda b: timings[b].median_ms)
+    crop = None
+    if crop_side and "naive" in backends:
+        crop, timings["naive"] = _naive_on_crop(
+            color, kernel, responses[fastest], crop_side, settings, progress
+        )
+        layers["naive"] = [crop.response]
+    if responses:
+        image = _render(responses[fastest], color, alpha, settings)
+    reference = "naive" if "naive" in backends else backends[0]
+
+    def difference(backend: str) -> float:
+        if backend == reference or not responses:
+            return 0.0
+        if crop is not None:
+            return max_abs_diff(crop.of(responses[backend]), crop.response)
+        return max_abs_diff(responses[backend], responses[reference])
+
+    rows = tuple(
+        BackendRow(
+            image=name,
+            kernel=kernel.name,
+            kernel_shape=kernel.shape,
+            backend=b,
+            padding=settings.padding.mode,
+            flip=settings.flip,
+            runs=timings[b].runs,
+            median_ms=timings[b].median_ms,
+            min_ms=timings[b].min_ms,
+            max_abs_diff=difference(b),
+            output=None,
+            crop=crop.geometry if crop is not None and b == "naive" else None,
+        )  # fmt: skip
+        for b in backends
+    )
+    return KernelRun(image, rows, reference, fastest, responses, layers[reference], timings, crop)
+
+
+def _naive_on_crop(
+    color: np.ndarray,
+    kernel: Kernel,
+    response: np.ndarray,
+    side: int,
+    settings: ApplySettings,
+    progress: ProgressFn | None,
+) -> tuple[ReferenceCrop, Timing]:
+    """The naive loop on the region of ``response`` that `detail_region` picks, with its
+    time extrapolated to the whole image (by pixel count)."""
+    from convkit.compare import detail_region
+
+    region = detail_region(response, side)
+    report = None
+    if progress is not None:
+
+        def report(done: int, total: int) -> None:
+            progress(f"{kernel.name} on naive (crop)", done, total)
+
+    cropped, timing = run_timed(
+        "naive", lambda: correlate_region(color, kernel, region, settings, report), settings.repeat
+    )
+    y, x, height, width = region
+    scale = response.shape[0] * response.shape[1] / (height * width)
+    extrapolated = Timing("naive", tuple(t * scale for t in timing.seconds))
+    return ReferenceCrop(region, cropped), extrapolated
+
+
+def correlate_region(
+    color: np.ndarray,
+    kernel: Kernel,
+    region: tuple[int, int, int, int],
+    settings: ApplySettings,
+    progress=None,
+    backend: str = "naive",
+) -> np.ndarray:
+    """The response on ``region`` (y, x, height, width of the output) alone, equal to the
+    same region of the whole image's response: the padded window under it, filtered
+    ``valid``."""
+    if settings.flip:
+        kernel = kernel.flipped()
+    y, x, height, width = region
+    kh, kw = kernel.shape
+    padded = pad_image(color, kernel.shape, kernel.anchor, settings.padding)
+    window = padded[y : y + height + kh - 1, x : x + width + kw - 1]
+    return convolve_exact(
+        window, kernel, "valid", backend=backend, progress=progress, precision=settings.precision
+    )
 
 
 # Rows of float response held at once when streaming: about this many bytes.
@@ -510,27 +645,29 @@ def _encode(image: np.ndarray, settings: ApplySettings) -> bytes:
 def _comparison(
     color: np.ndarray,
     alpha: np.ndarray | None,
-    kernel: Kernel,
-    responses: dict[str, np.ndarray],
-    timings: dict[str, Timing],
-    reference: str,
+    kernel: Kernel | Stack,
+    result: KernelRun,
     settings: ApplySettings,
-    layers: list[np.ndarray],
 ) -> bytes:
     """The comparison PNG, encoded; float outputs are shown stretched min..max. A stack's
     intermediate feature maps come first, each labelled with its step."""
     from convkit.compare import comparison_png
 
+    alpha = crop_alpha(alpha, kernel, settings.padding, settings.flip)
     shown = settings if settings.rescale != "none" else settings._replace(rescale="minmax")
     panels = []
     if isinstance(kernel, Stack):
-        for i, (step, layer) in enumerate(zip(kernel.steps[:-1], layers[:-1], strict=True)):
+        steps = zip(kernel.steps[:-1], result.layers[:-1], strict=True)
+        for i, (step, layer) in enumerate(steps):
             label = f"{i + 1}. {step if isinstance(step, str) else step.name}"
             panels.append((label, _render(layer, color, None, shown)))
+    timings = result.timings
     panels += [
-        (f"{b}  {timings[b].median_ms:.1f} ms", _render(responses[b], color, alpha, shown))
-        for b in responses
+        (f"{b}  {timings[b].median_ms:.1f} ms", _render(response, color, alpha, shown))
+        for b, response in result.responses.items()
     ]
+    responses = dict(result.responses)
+    reference = result.reference if result.reference in responses else result.fastest
     drawn = kernel if isinstance(kernel, Kernel) else None  # a stack's steps label its panels
     picture = comparison_png(
         color, panels, responses, reference, _title(kernel, settings), kernel=drawn

@@ -13,7 +13,7 @@ from convkit.imageio import write_atomic
 
 REPORT_FIELDS = (
     "image", "kernel", "kernel_shape", "backend", "padding", "flip",
-    "runs", "median_ms", "min_ms", "max_abs_diff", "output",
+    "runs", "median_ms", "min_ms", "max_abs_diff", "output", "crop",
 )  # fmt: skip
 REPORT_SUFFIXES = (".json", ".csv")
 BENCH_FIELDS = (

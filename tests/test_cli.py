@@ -2,6 +2,7 @@
 
 import csv
 import json
+import re
 
 import cv2
 import numpy as np
@@ -147,8 +148,9 @@ def test_report_rows(photo, tmp_path, suffix):
     ]  # fmt: skip
     assert set(rows[0]) == {
         "image", "kernel", "kernel_shape", "backend", "padding", "flip", "runs",
-        "median_ms", "min_ms", "max_abs_diff", "output",
+        "median_ms", "min_ms", "max_abs_diff", "output", "crop",
     }  # fmt: skip
+    assert all(not r["crop"] for r in rows)  # a 64x48 crop of a photo: naive ran whole
     assert all(float(r["max_abs_diff"]) <= 1e-9 * 8 * 255 for r in rows)
     assert float(rows[0]["max_abs_diff"]) == 0.0  # naive is the reference
     assert all(int(r["runs"]) == 2 for r in rows)
@@ -156,18 +158,38 @@ def test_report_rows(photo, tmp_path, suffix):
     assert [p.rsplit("/", 1)[-1] for p in written] == ["cat_sharpen.png", "cat_horizontal_edge.png"]
 
 
-def test_naive_is_left_out_of_the_defaults_on_a_large_image(tmp_path):
-    big = np.zeros((2000, 2000), dtype=np.uint8)
+def test_on_a_large_image_naive_runs_on_a_crop_by_default(tmp_path):
+    """DESIGN §6: filter2d on the whole image, the naive reference on a 256x256 crop, its
+    time extrapolated and marked; agreement measured on the crop."""
+    rng = np.random.default_rng(4)
+    big = rng.integers(0, 256, (1000, 1200), dtype=np.uint8)
     path = tmp_path / "big.png"
     path.write_bytes(encode_image(big))
-    result = run("apply", "-i", path, "-k", "sharpen", "--no-compare", "-o", tmp_path / "o")
+    report = tmp_path / "r.json"
+    result = run("apply", "-i", path, "-k", "sharpen", "--no-compare", "-o", tmp_path / "o",
+                 "--report", report)  # fmt: skip
     assert result.exit_code == 0, result.output
-    assert "naive backend left out: about 16 s for 1 kernel" in result.output
+    lines = [line.split() for line in result.stdout.splitlines() if line.startswith(" sharpen")]
+    assert lines[0][1:4] == ["naive", "(256x256", "crop)"] and lines[1][1] == "filter2d"
+    assert lines[0][5].endswith("*")  # the extrapolated time is marked
+    assert "* timed on the crop, extrapolated to the whole image" in result.stdout
+    rows = json.loads(report.read_text())["rows"]
+    width, height, x, y = (int(n) for n in re.split("[x+]", rows[0]["crop"]))
+    assert (width, height) == (256, 256) and 0 <= x <= 1200 - 256 and 0 <= y <= 1000 - 256
+    assert rows[1]["max_abs_diff"] == 0.0 and rows[1]["crop"] is None
+    written = cv2.imread(str(tmp_path / "o" / "big_sharpen.png"), cv2.IMREAD_UNCHANGED)
+    sharpen = [[0, -1, 0], [-1, 5, -1], [0, -1, 0]]
+    np.testing.assert_array_equal(written, expected_clip(big, sharpen))
+
+
+def test_naive_is_left_out_when_even_its_crop_would_be_slow(tmp_path):
+    path = tmp_path / "big.png"
+    path.write_bytes(encode_image(np.zeros((600, 600), dtype=np.uint8)))
+    result = run("apply", "-i", path, "-k", "box:501", "--no-compare", "-o", tmp_path / "o")
+    assert result.exit_code == 0, result.output
+    assert "naive backend left out: about 22 s for 1 kernel on a 256x256 crop" in result.output
     assert "--backend naive" in result.output
     assert "vs naive" not in result.stdout  # no naive column when it did not run
-    assert [
-        line.split()[1] for line in result.stdout.splitlines() if line.startswith(" sharpen")
-    ] == ["filter2d"]
 
 
 def test_quiet_prints_nothing(photo, tmp_path):

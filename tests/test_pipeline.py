@@ -94,3 +94,37 @@ def test_one_pass_integer_path_is_bit_exact(image, weights, mode, cval, flip):
     streamed = stream(image, kernel, "filter2d", options)
     whole = to_image(convolve(image, kernel, mode, cval, backend="naive", flip=flip), image)
     np.testing.assert_array_equal(streamed, whole)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    image=arrays(np.uint8, st.tuples(st.integers(1, 14), st.integers(1, 14)),
+                 elements=st.integers(0, 255)),
+    colour=st.booleans(),
+    weights=arrays(np.float64, st.tuples(st.integers(1, 5), st.integers(1, 5)),
+                   elements=st.sampled_from([-2.0, -1.0, 0.0, 0.5, 1.0, 3.0])),
+    anchor_seed=st.tuples(st.integers(0, 4), st.integers(0, 4)),
+    mode=st.sampled_from(["replicate", "constant", "reflect", "reflect101", "wrap", "valid"]),
+    flip=st.booleans(),
+    corner=st.tuples(st.floats(0, 1), st.floats(0, 1), st.floats(0, 1), st.floats(0, 1)),
+)  # fmt: skip
+def test_a_region_alone_equals_that_region_of_the_whole_image(
+    image, colour, weights, anchor_seed, mode, flip, corner
+):
+    """The default naive reference runs on a crop: its values must be the whole image's."""
+    from convkit.pipeline import correlate_region
+
+    if colour:
+        image = np.stack([image, image[::-1], 255 - image], axis=-1)
+    kh, kw = weights.shape
+    if mode == "valid" and (kh > image.shape[0] or kw > image.shape[1]):
+        return
+    kernel = Kernel("k", weights, anchor=(anchor_seed[0] % kh, anchor_seed[1] % kw))
+    whole = convolve(image, kernel, mode, 7.0, backend="naive", flip=flip)
+    height, width = whole.shape[:2]
+    y, x = int(corner[0] * (height - 1)), int(corner[1] * (width - 1))
+    h = 1 + int(corner[2] * (height - y - 1))
+    w = 1 + int(corner[3] * (width - x - 1))
+    options = ApplySettings(padding=Padding(mode, 7.0), flip=flip)
+    region = correlate_region(image, kernel, (y, x, h, w), options)
+    np.testing.assert_array_equal(region, whole[y : y + h, x : x + w])
