@@ -306,17 +306,21 @@ def complete_kernel(ctx, param, incomplete: str) -> list:
 
     if "/" in incomplete or incomplete.startswith((".", "~", "@")):
         return [CompletionItem(incomplete, type="file")]
+    listed, _, last = incomplete.rpartition(",")  # a list: complete its last name
+    prefix = f"{listed}," if listed else ""
     names = [*BANK, "all", *(f"{family}:" for family in PARAMETRIC_USAGE)]
-    return [CompletionItem(name) for name in names if name.startswith(incomplete)]
+    return [CompletionItem(prefix + name) for name in names if name.startswith(last)]
 
 
 def kernel_options(command):
-    @click.option("--kernel", "-k", "kernel_values", multiple=True, metavar="NAME|PATH|MATRIX",
-                  shell_complete=complete_kernel,
+    @click.option("--kernel", "-k", "kernel_values", multiple=True,
+                  metavar="NAME[,NAME...]|PATH|MATRIX", shell_complete=complete_kernel,
                   help='A bank name, "all", a parametric name (box:N, gaussian:N[:SIGMA], '
-                       "log:N[:SIGMA], motion:N[:ANGLE]), a kernel file or @file, an inline "
-                       'matrix "0,-1,0; -1,5,-1; 0,-1,0" or an ImageMagick string '
-                       '"3x3+1+1: 0,-1,0 -1,5,-1 0,-1,0". Repeatable.')  # fmt: skip
+                       "log:N[:SIGMA], motion:N[:ANGLE]), or several names separated by commas "
+                       '("sobel_x,sobel_y"); a kernel file or @file; an inline matrix '
+                       '"0,-1,0; -1,5,-1; 0,-1,0"; N*N bare numbers (an NxN kernel, as in '
+                       'ImageMagick); or an ImageMagick string "3x3+1+1: ..." (without +X+Y, '
+                       "ImageMagick's default origin). Repeatable.")  # fmt: skip
     @click.option(
         "--kernel-file",
         "kernel_files",

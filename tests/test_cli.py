@@ -444,6 +444,9 @@ def test_shell_completion_offers_kernel_names(monkeypatch):
     env["COMP_WORDS"] = "convkit apply -k gau"
     result = CliRunner(env=env).invoke(main, [], prog_name="convkit")
     assert result.output.split() == ["plain,gaussian:"]
+    env["COMP_WORDS"] = "convkit apply -k sobel_x,lap"
+    result = CliRunner(env=env).invoke(main, [], prog_name="convkit")
+    assert result.output.split() == ["plain,sobel_x,laplacian", "plain,sobel_x,laplacian8"]
 
 
 def test_bare_convkit_prints_the_help_and_exits_0():
