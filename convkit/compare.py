@@ -36,7 +36,7 @@ FOLD_MAX_THICKNESS = 640  # a strip cut at 1:1 up to this thick; a thicker one i
 FOLD_GAP = 4
 DETAIL_SIZE = 256
 MAX_EXTENT = 3600  # panels wrap into a further band rather than grow the picture beyond this
-GAP = 8
+GAP = 12
 
 # Text: OpenCV's FONT_HERSHEY_SIMPLEX (0), named here so that importing is cheap.
 FONT = 0
