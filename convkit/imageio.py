@@ -514,8 +514,8 @@ def _decode(
     info = read_image_info(data, header.format)
     if header.channels == 2 and header.format in ("TIFF", "BigTIFF"):
         image = _decode_grey_alpha_tiff(data, source)
-    elif header.channels == 4 and header.bits == 8 and header.format in ("TIFF", "BigTIFF"):
-        image = _decode_with_opencv(_alpha_declared_associated(data), source, header, max_pixels)
+    elif header.format in ("TIFF", "BigTIFF"):
+        image = _decode_with_opencv(_tiff_relabelled(data, header), source, header, max_pixels)
     else:
         image = _decode_with_opencv(data, source, header, max_pixels)
     if auto_orient and info.orientation != 1:
@@ -583,24 +583,38 @@ def upright(image: np.ndarray, orientation: int) -> np.ndarray:
     return image
 
 
-def _alpha_declared_associated(data: bytes) -> bytes:
-    """An 8-bit RGBA TIFF whose alpha is declared unassociated, relabelled associated.
+def _tiff_relabelled(data: bytes, header: ImageHeader) -> bytes:
+    """A TIFF relabelled (in a copy) so that OpenCV hands over its samples as stored.
 
-    OpenCV reads such files through libtiff's RGBA interface, which multiplies the colour
-    by an unassociated alpha (200 at alpha 128 comes back as 100); for an associated alpha
-    it hands the stored samples over unchanged, which is what convkit filters and writes
-    back. Only the one ExtraSamples value changes, in a copy.
+    OpenCV turns a TIFF upright itself, even with IMREAD_UNCHANGED (and unlike the other
+    formats): its orientation is relabelled 1, so that `upright` turns every format alike
+    and ``auto_orient=False`` keeps the stored order. And it reads 8-bit RGBA through
+    libtiff's RGBA interface, which multiplies the colour by an unassociated alpha (200 at
+    alpha 128 comes back as 100): such an alpha is relabelled associated, which that
+    interface hands over unchanged.
     """
     try:
         directory = TiffDirectory.first(data)
-        kind, count, field_at = directory.entries.get(338, (0, 0, 0))
-        if (kind, count) != (TIFF_SHORT, 1) or directory.number(338) != 2:
-            return data
+        relabels = []
+        if _single_short(directory, 274) not in (None, 1):
+            relabels.append((274, 1))
+        if header.channels == 4 and header.bits == 8 and _single_short(directory, 338) == 2:
+            relabels.append((338, 1))
     except (UnreadableMetadata, struct.error):
         return data
+    if not relabels:
+        return data
     relabelled = bytearray(data)
-    relabelled[field_at : field_at + 2] = struct.pack(directory.order + "H", 1)
+    for tag, value in relabels:
+        field_at = directory.entries[tag][2]
+        relabelled[field_at : field_at + 2] = struct.pack(directory.order + "H", value)
     return bytes(relabelled)
+
+
+def _single_short(directory: TiffDirectory, tag: int) -> int | None:
+    """The tag's value if it is one SHORT (held in the entry itself), else None."""
+    kind, count, _ = directory.entries.get(tag, (0, 0, 0))
+    return int(directory.number(tag)) if (kind, count) == (TIFF_SHORT, 1) else None
 
 
 # TIFF compression codes for Deflate (the registered one and the old one)
