@@ -662,16 +662,24 @@ def _comparison(
             label = f"{i + 1}. {step if isinstance(step, str) else step.name}"
             panels.append((label, _render(layer, color, None, shown)))
     timings = result.timings
+    responses = dict(result.responses)
+    crop = result.crop
+    if crop is not None:  # the naive reference ran on this region alone: a panel of it
+        y, x, height, width = crop.region
+        cropped_alpha = None if alpha is None else alpha[y : y + height, x : x + width]
+        label = f"naive, {width}x{height} crop  {timings['naive'].median_ms:.0f} ms*"
+        panels.append((label, _render(crop.response, color, cropped_alpha, shown)))
+        responses = {"naive": crop.response, **responses}
     panels += [
         (f"{b}  {timings[b].median_ms:.1f} ms", _render(response, color, alpha, shown))
         for b, response in result.responses.items()
     ]
-    responses = dict(result.responses)
     reference = result.reference if result.reference in responses else result.fastest
     drawn = kernel if isinstance(kernel, Kernel) else None  # a stack's steps label its panels
     picture = comparison_png(
-        color, panels, responses, reference, _title(kernel, settings), kernel=drawn
-    )
+        color, panels, responses, reference, _title(kernel, settings), kernel=drawn,
+        detail=crop.region if crop is not None else None, rescale=shown.rescale,
+    )  # fmt: skip
     return encode_image(picture)
 
 

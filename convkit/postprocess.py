@@ -160,8 +160,8 @@ def _stretch(values: np.ndarray, top: float) -> np.ndarray:
         raise _nan_response()
     if math.isinf(low) or math.isinf(high):
         raise UsageError("the response holds infinite values: minmax cannot stretch them")
-    if high == low:
-        return np.zeros_like(values)
+    if high == low:  # nothing to stretch: mid-grey says "constant" where black would not
+        return np.full_like(values, (top + 1) / 2)
     span = high - low
     if math.isinf(span):  # from about -1e308 to 1e308: halves cannot overflow
         return (values / 2 - low / 2) * (top / (high / 2 - low / 2))

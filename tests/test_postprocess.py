@@ -21,9 +21,10 @@ def test_abs_then_clip():
 def test_minmax_stretches_the_whole_response():
     response = np.array([[-10.0, 0.0, 10.0]])
     np.testing.assert_array_equal(to_image(response, rescale="minmax"), [[0, 128, 255]])
-    np.testing.assert_array_equal(
-        to_image(np.full((2, 2), 7.0), rescale="minmax"), np.zeros((2, 2))
-    )
+    # a constant response has nothing to stretch: mid-grey, where black would look like 0
+    np.testing.assert_array_equal(to_image(np.full((2, 2), 7.0), rescale="minmax"), [[128] * 2] * 2)
+    sixteen = to_image(np.full(3, -2.0), like=np.zeros(3, np.uint16), rescale="minmax")
+    np.testing.assert_array_equal(sixteen, [32768] * 3)
 
 
 def test_sixteen_bit_keeps_its_depth():
