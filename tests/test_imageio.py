@@ -1,5 +1,6 @@
 import io
 import os
+import struct
 
 import cv2
 import numpy as np
@@ -240,3 +241,75 @@ def test_stdin_bytes_are_read_whole_and_decoded(png_bytes):
     data = read_stdin_image_bytes(io.BytesIO(png_bytes), max_pixels=16)
     assert data == png_bytes
     assert ImageSource("standard input", data=data).read(16).shape == (4, 4, 3)
+
+
+# --- upright, grey+alpha TIFFs, encode_image's refusals ---------------------------------------
+
+
+def test_upright_turns_as_the_exif_specification_says():
+    """Row 0 / column 0 of the stored image is where each orientation says, worked by hand
+    on [[1, 2, 3], [4, 5, 6]]."""
+    from convkit.imageio import upright
+
+    stored = np.array([[1, 2, 3], [4, 5, 6]], np.uint8)
+    expected = {
+        1: [[1, 2, 3], [4, 5, 6]],
+        2: [[3, 2, 1], [6, 5, 4]],  # mirrored left-right
+        3: [[6, 5, 4], [3, 2, 1]],  # turned 180
+        4: [[4, 5, 6], [1, 2, 3]],  # mirrored top-bottom
+        5: [[1, 4], [2, 5], [3, 6]],  # transposed
+        6: [[4, 1], [5, 2], [6, 3]],  # turned 90 clockwise
+        7: [[6, 3], [5, 2], [4, 1]],  # transverse
+        8: [[3, 6], [2, 5], [1, 4]],  # turned 90 anticlockwise
+    }
+    for orientation, rows in expected.items():
+        np.testing.assert_array_equal(upright(stored, orientation), rows)
+    np.testing.assert_array_equal(upright(stored, 9), stored)
+
+
+def test_read_image_keeps_the_stored_order_when_asked(tmp_path):
+    image_module = pytest.importorskip("PIL.Image")
+    stored = np.arange(24, dtype=np.uint8).reshape(2, 4, 3)
+    exif = image_module.Exif()
+    exif[0x0112] = 6
+    path = tmp_path / "turned.png"
+    image_module.fromarray(stored[..., ::-1]).save(path, exif=exif)
+    np.testing.assert_array_equal(read_image(path, auto_orient=False), stored)
+    np.testing.assert_array_equal(read_image(path), np.rot90(stored, -1))
+    source = ImageSource.from_path(path)
+    assert source.read(None, False).shape == (2, 4, 3)
+    assert decode_image(path.read_bytes(), "x.png", auto_orient=False).shape == (2, 4, 3)
+
+
+def test_a_grey_alpha_tiff_cut_short_or_corrupt_is_one_line(tmp_path):
+    image = (np.arange(64 * 64 * 2) % 251).astype(np.uint8).reshape(64, 64, 2)
+    data = encode_image(image, ".tif")
+    from convkit.metadata import TiffDirectory
+
+    _, _, field_at = TiffDirectory.first(data).entries[273]  # the one strip's offset
+    path = tmp_path / "la.tif"
+    path.write_bytes(data[:field_at] + struct.pack("<I", len(data) - 10) + data[field_at + 4 :])
+    with pytest.raises(ImageReadError, match=r"^cannot decode .*la.tif: truncated or corrupt"):
+        read_image(path)
+    start = data.index(b"\x78")  # the first strip's zlib header
+    spoiled = data[:start] + b"\x00" * 16 + data[start + 16 :]
+    path.write_bytes(spoiled)
+    with pytest.raises(ImageReadError, match="truncated or corrupt TIFF strip 0"):
+        read_image(path)
+
+
+def test_encode_image_refuses_arrays_that_are_no_image():
+    for array in (np.zeros((2, 2, 5), np.uint8), np.zeros((2, 2), np.float32)):
+        with pytest.raises(ImageWriteError, match="cannot encode a"):
+            encode_image(array, ".png")
+    with pytest.raises(UsageError, match="--quality applies to jpg and webp, not to .bmp"):
+        encode_image(np.zeros((2, 2), np.uint8), ".bmp", quality=90)
+    assert encode_image(np.zeros((2, 2, 1), np.uint8), ".tif")  # one channel is grey
+
+
+def test_formats_opencv_writes_stay_available_without_metadata():
+    from convkit.imageio import ImageInfo
+
+    data = encode_image(np.zeros((2, 3, 3), np.uint8), ".bmp", info=ImageInfo(dpi=(300, 300)))
+    assert data[:2] == b"BM"
+    assert decode_image(data, "x.bmp").shape == (2, 3, 3)
