@@ -24,9 +24,12 @@ from typing import NamedTuple, TypeVar
 
 # The largest ICC profile inflated from a PNG's iCCP chunk; larger ones are ignored.
 MAX_ICC_BYTES = 16 << 20
-# Directories counted in a multi-page TIFF before giving up ("at least this many").
+# Each walk over a container's blocks stops after this many steps (a hostile file of tiny
+# blocks would otherwise keep Python busy for minutes); frames are then "at least" so many.
+MAX_BLOCKS_WALKED = 1_000_000
 MAX_TIFF_PAGES_COUNTED = 100_000
 MAX_JPEG_SEGMENTS = 10_000
+MAX_JPEG_JUNK = 64 << 10  # stray bytes skipped between JPEG segments, as libjpeg does
 METRES_PER_INCH = 0.0254
 CENTIMETRES_PER_INCH = 2.54
 
@@ -134,7 +137,7 @@ def read_exif(block: bytes | memoryview | None) -> tuple[int, tuple[float, float
 
 def _orientation(directory: TiffDirectory) -> int:
     value = _or_default(lambda: directory.number(ORIENTATION, 1), 1)
-    return value if value in range(1, 9) else 1
+    return int(value) if value in range(1, 9) else 1
 
 
 def _tiff_dpi(directory: TiffDirectory) -> tuple[float, float] | None:
@@ -183,11 +186,8 @@ def _jpeg_segments(data: memoryview) -> Iterator[tuple[int, memoryview]]:
     """(marker, body) of each segment before the first scan; stops quietly at bad data."""
     at = 2
     for _ in range(MAX_JPEG_SEGMENTS):
-        while at < len(data) and data[at] != 0xFF:  # stray bytes, as libjpeg skips them
-            at += 1
-        while at < len(data) and data[at] == 0xFF:  # fill bytes
-            at += 1
-        if at + 3 > len(data):
+        at = _after_junk_and_fill(data, at)
+        if at is None or at + 3 > len(data):
             return
         marker = data[at]
         if marker in (0xD9, 0xDA):  # the end, or the scan: no metadata after it counts
@@ -200,6 +200,19 @@ def _jpeg_segments(data: memoryview) -> Iterator[tuple[int, memoryview]]:
             return
         yield marker, data[at + 3 : at + 1 + length]
         at += 1 + length
+
+
+def _after_junk_and_fill(data: memoryview, at: int) -> int | None:
+    """Where the marker code after ``at`` is: past stray bytes (at most `MAX_JPEG_JUNK`) and
+    0xFF fill bytes; None if there is none."""
+    if at + 1 < len(data) and data[at] == 0xFF and data[at + 1] != 0xFF:
+        return at + 1  # the usual case: a marker right here
+    window = bytes(data[at : at + MAX_JPEG_JUNK])
+    start = window.find(b"\xff")
+    if start < 0:
+        return None
+    code = len(window) - len(window[start:].lstrip(b"\xff"))
+    return at + code if code < len(window) else None
 
 
 def _jfif_dpi(body: memoryview) -> tuple[float, float] | None:
@@ -243,7 +256,9 @@ def _png_info(data: memoryview) -> ImageInfo:
 def _png_chunks(data: memoryview) -> Iterator[tuple[bytes, memoryview]]:
     """(type, body) of each whole chunk up to IEND; CRCs are OpenCV's business."""
     at = 8
-    while at + 8 <= len(data):
+    for _ in range(MAX_BLOCKS_WALKED):
+        if at + 8 > len(data):
+            return
         length, kind = struct.unpack_from(">I4s", data, at)
         end = at + 8 + length
         if end + 4 > len(data):
@@ -284,14 +299,19 @@ def _tiff_info(data: memoryview) -> ImageInfo:
 
 
 def _count_pages(first: TiffDirectory) -> int:
-    """Directories in the chain from ``first``; a loop or a bad offset ends the count."""
-    pages, seen, directory = 1, {first.at}, first
-    while pages < MAX_TIFF_PAGES_COUNTED:
-        following = _or_default(directory.following, None)
-        if following is None or following.at in seen:
+    """Directories in the chain from ``first``, each read only for its size and its link to
+    the next; a loop or an offset out of range ends the count."""
+    count_code, entry_size = ("Q", 20) if first.big else ("H", 12)
+    pages, seen, at = 1, {first.at}, first.next_at
+    while at and at not in seen and pages < MAX_TIFF_PAGES_COUNTED:
+        seen.add(at)
+        try:
+            (entries,) = struct.unpack_from(first.order + count_code, first.data, at)
+            link_at = at + struct.calcsize(count_code) + entries * entry_size
+            (at,) = struct.unpack_from(first.order + first.offset_code, first.data, link_at)
+        except struct.error:  # past the end
             break
-        seen.add(following.at)
-        pages, directory = pages + 1, following
+        pages += 1
     return pages
 
 
@@ -314,7 +334,9 @@ def _webp_info(data: memoryview) -> ImageInfo:
 
 def _riff_chunks(data: memoryview) -> Iterator[tuple[bytes, memoryview]]:
     at = 12
-    while at + 8 <= len(data):
+    for _ in range(MAX_BLOCKS_WALKED):
+        if at + 8 > len(data):
+            return
         kind, size = struct.unpack_from("<4sI", data, at)
         end = at + 8 + size
         if end > len(data):
@@ -335,25 +357,24 @@ def _count_gif_frames(data: memoryview) -> int:
     their sub-block lengths; a file cut short counts the frames it holds."""
     flags = data[10]
     at = 13 + (3 << ((flags & 7) + 1) if flags & 0x80 else 0)
-    frames = 0
-    while at < len(data):
+    frames = steps = 0
+    while at < len(data) and steps < MAX_BLOCKS_WALKED:
         introducer = data[at]
         if introducer == 0x2C:  # image descriptor: 9 bytes, perhaps a colour table
             frames += 1
             local = data[at + 9]
             at += 10 + (3 << ((local & 7) + 1) if local & 0x80 else 0)
-            at = _after_sub_blocks(data, at + 1)  # the LZW code size, then the data
+            at += 1  # the LZW code size; the image data follows in sub-blocks
         elif introducer == 0x21:  # extension: a label, then sub-blocks
-            at = _after_sub_blocks(data, at + 2)
+            at += 2
         else:  # 0x3B, the trailer, or anything that is not a GIF block
             break
+        while at < len(data) and data[at] != 0 and steps < MAX_BLOCKS_WALKED:
+            at += data[at] + 1  # a sub-block: its length, then that many bytes
+            steps += 1
+        at += 1  # the terminating empty sub-block
+        steps += 1
     return frames
-
-
-def _after_sub_blocks(data: memoryview, at: int) -> int:
-    while at < len(data) and data[at] != 0:
-        at += data[at] + 1
-    return at + 1
 
 
 _INFO_READERS: dict[str, Callable[[memoryview], ImageInfo]] = {
@@ -426,12 +447,6 @@ class TiffDirectory:
         big = head[2:4] in (b"+\0", b"\0+")
         (at,) = struct.unpack_from(order + ("Q" if big else "I"), data, 8 if big else 4)
         return cls(data, at, order, big)
-
-    def following(self) -> TiffDirectory | None:
-        """The next directory in the chain; None at its end."""
-        if self.next_at == 0:
-            return None
-        return TiffDirectory(self.data, self.next_at, self.order, self.big)
 
     def has(self, tag: int) -> bool:
         return tag in self.entries

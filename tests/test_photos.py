@@ -530,3 +530,36 @@ def test_encode_float_tiff_refuses_what_is_no_image():
     for array in (np.zeros((2, 2, 5)), np.zeros((0, 3)), np.array([["a"]])):
         with pytest.raises(ImageWriteError):
             encode_float_tiff(array)
+
+
+# --- bounded walks: hostile containers of tiny blocks -------------------------------------------
+
+
+def _timed_info(data: bytes, format_name: str) -> ImageInfo:
+    import time
+
+    start = time.perf_counter()
+    info = read_image_info(data, format_name)
+    assert time.perf_counter() - start < 10, "a metadata walk that does not stop"
+    return info
+
+
+def test_walks_over_millions_of_tiny_blocks_stop():
+    from convkit.metadata import MAX_BLOCKS_WALKED, MAX_TIFF_PAGES_COUNTED
+
+    gif = b"GIF89a" + struct.pack("<HHBBB", 1, 1, 0, 0, 0) + b"\x2c" + bytes(9) + b"\x02"
+    gif += b"\x01\x00" * 3_000_000  # one frame whose data is 3 million one-byte sub-blocks
+    assert _timed_info(gif, "GIF").frames == 1
+    empty_chunk = struct.pack(">I4s", 0, b"tEXt") + bytes(4)
+    assert _timed_info(b"\x89PNG\r\n\x1a\n" + empty_chunk * 1_500_000, "PNG") == ImageInfo()
+    frames = (b"ANMF" + bytes(4)) * (MAX_BLOCKS_WALKED + 10)
+    webp = b"RIFF" + bytes(4) + b"WEBP" + frames
+    assert _timed_info(webp, "WebP").frames == MAX_BLOCKS_WALKED  # "at least" so many
+    junk = b"\xff\xd8" + (b"\x00" * 60_000 + b"\xff\xe2\x00\x02") * 2_000
+    assert _timed_info(junk, "JPEG") == ImageInfo()
+    directories = (
+        struct.pack("<HHHIII", 1, 256, 4, 1, 1, 8 + 18 * (index + 1))  # 1 entry, then a link
+        for index in range(MAX_TIFF_PAGES_COUNTED + 10)
+    )
+    pages = b"II*\x00" + struct.pack("<I", 8) + b"".join(directories)
+    assert _timed_info(pages, "TIFF").frames == MAX_TIFF_PAGES_COUNTED
