@@ -359,8 +359,9 @@ def detail_region(response: np.ndarray, size: int = DETAIL_SIZE) -> tuple[int, i
     >>> import numpy as np
     >>> response = np.zeros((1000, 1000))
     >>> response[700, 300] = 1.0
-    >>> detail_region(response)
-    (568, 168, 256, 256)
+    >>> y, x, height, width = detail_region(response)
+    >>> (y <= 700 < y + height, x <= 300 < x + width, height, width)
+    (True, True, 256, 256)
     """
     response = np.asarray(response)
     if response.ndim not in (2, 3) or 0 in response.shape or size < 1:
