@@ -407,7 +407,16 @@ def output_options(command):
               show_default=True,
               help="float32 halves the memory traffic at ~1e-7 relative round-off.")  # fmt: skip
 @click.option("--gray", is_flag=True, help="Convert to grey (OpenCV's weights) first.")
+@click.option("--no-auto-orient", is_flag=True,
+              help="Keep the stored pixel order of photos with an EXIF orientation (default: "
+                   "turn them upright, as viewers show them).")  # fmt: skip
 @output_options
+@click.option("--format", "output_format", type=click.Choice(["png", "jpg", "tif", "webp"]),
+              default=None, help="The filtered images' format (default png; with --rescale "
+                                 "none, tif writes 32-bit float instead of .npy).")  # fmt: skip
+@click.option("--quality", type=click.IntRange(1, 100), default=None,
+              help="jpg and webp quality, 1-100 (default 95 for jpg, 90 for webp; webp 100 "
+                   "is lossless).")  # fmt: skip
 @click.option("--repeat", type=click.IntRange(min=1), default=1, show_default=True,
               help="Run each backend N times; the table shows median and min.")  # fmt: skip
 @click.option(
@@ -427,9 +436,10 @@ def output_options(command):
                    "interrupted batch).")  # fmt: skip
 @click.option("--quiet", "-q", is_flag=True, help="Print errors only.")
 def apply(image_arguments, image_values, recursive, kernel_values, kernel_files, stacks,
-          normalize, scale, anchor, padding, cval, backends, flip, precision, gray, out_dir,
-          rescale, bias, activation, no_compare, report_path, repeat, jobs, max_pixels,
-          max_memory, skip_existing, quiet):  # fmt: skip
+          normalize, scale, anchor, padding, cval, backends, flip, precision, gray,
+          no_auto_orient, out_dir, rescale, bias, activation, no_compare, report_path,
+          output_format, quality, repeat, jobs, max_pixels, max_memory, skip_existing,
+          quiet):  # fmt: skip
     """Filter IMAGEs (files, folders, globs or - for standard input) with one or more
     kernels, on one or more backends.
 
@@ -451,8 +461,9 @@ def apply(image_arguments, image_values, recursive, kernel_values, kernel_files,
     kernels += _stacks(stacks)
     to_stdout = out_dir == "-"
     if to_stdout and sys.stdout.isatty():
+        kind = (output_format or "png").upper()
         raise UsageError(
-            "refusing to write a PNG to a terminal: redirect standard output, or give --out DIR"
+            f"refusing to write a {kind} to a terminal: redirect standard output, or give --out DIR"
         )
     settings = ApplySettings(
         padding=_padding(padding, cval), backends=_backends(backends), flip=flip, gray=gray,
@@ -460,7 +471,9 @@ def apply(image_arguments, image_values, recursive, kernel_values, kernel_files,
         out_dir=None if to_stdout else Path(out_dir), compare=not (no_compare or to_stdout),
         precision=precision, max_pixels=max_pixels,
         max_memory=default_max_memory() if max_memory is None else max_memory,
+        format=output_format, quality=quality, auto_orient=not no_auto_orient,
     )  # fmt: skip
+    _check_format_options(output_format, quality)
     if report_path is not None:
         from convkit.report import check_report_path
 
@@ -470,7 +483,7 @@ def apply(image_arguments, image_values, recursive, kernel_values, kernel_files,
         raise UsageError("no image given: name images, folders or globs (or - for standard input)")
     inputs = expand_inputs(values, recursive, read_stdin=_stdin_reader(max_pixels))
     if to_stdout:
-        _check_stdout_run(inputs, kernels, rescale)
+        _check_stdout_run(inputs, kernels, rescale, output_format)
     plan, outputs = plan_outputs(inputs.images, kernels, settings)
     if report_path is not None:
         plan.claim(report_path, "report")
@@ -544,14 +557,24 @@ def _apply_batch(screen, inputs, kernels, settings, jobs, outputs):
     return batch.rows, batch.return_code
 
 
-def _check_stdout_run(inputs, kernels, rescale: str) -> None:
+def _check_format_options(output_format: str | None, quality: int | None) -> None:
+    if quality is not None and output_format not in ("jpg", "webp"):
+        raise UsageError(
+            f"--quality is for --format jpg or webp, not {output_format or 'png (the default)'}"
+        )
+
+
+def _check_stdout_run(inputs, kernels, rescale: str, output_format: str | None) -> None:
     if len(inputs.images) != 1 or len(kernels) != 1:
         raise UsageError(
             f"--out - writes one image: give one image and one kernel "
             f"(got {len(inputs.images)} images and {len(kernels)} kernels)"
         )
-    if rescale == "none":
-        raise UsageError("--out - writes a PNG: --rescale none (float .npy) needs an --out folder")
+    if rescale == "none" and output_format != "tif":
+        raise UsageError(
+            "--out - writes an image: --rescale none (float .npy) needs an --out folder, "
+            "or --format tif (32-bit float)"
+        )
 
 
 def _stdin_reader(max_pixels: int):

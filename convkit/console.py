@@ -295,7 +295,7 @@ def timing_table(report: ImageReport, decorated: bool) -> Table:
     height, width = report.shape[:2]
     channels = report.shape[2] if len(report.shape) == 3 else 1
     table = Table(
-        title=f"{one_line(report.image)}  {width}x{height}, {_channels(channels)}",
+        title=f"{one_line(report.image)}  {width}x{height}, {_channels(channels, report.alpha)}",
         box=_box(decorated),
         header_style="bold" if decorated else "",
         title_style="" if not decorated else "bold",
@@ -408,6 +408,9 @@ def verify_summary(report: VerifyReport) -> str:
 def batch_summary(batch: BatchReport) -> str:
     """``wrote 198 of 200 images, 2 failed, 3 other files skipped in 2.1 s (94.3 images/s)``."""
     parts = [f"wrote {batch.written} of {batch.total} images"]
+    with_alpha = sum(report.alpha for report in batch.reports)
+    if with_alpha:
+        parts[0] += f" ({with_alpha} with alpha, carried through unfiltered)"
     if batch.failures:
         parts.append(f"{len(batch.failures)} failed")
     if batch.up_to_date:
@@ -422,8 +425,9 @@ def batch_summary(batch: BatchReport) -> str:
     return summary
 
 
-def _channels(count: int) -> str:
-    return f"{count} channel{'s' * (count > 1)}"
+def _channels(count: int, alpha: bool = False) -> str:
+    """``3 channels``, ``1 channel + alpha``: what was filtered, and the alpha carried."""
+    return f"{count} channel{'s' * (count > 1)}" + (" + alpha" if alpha else "")
 
 
 def _box(decorated: bool):

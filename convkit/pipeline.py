@@ -16,7 +16,11 @@ from convkit.backends import KNOWN_BACKENDS, check_backend_name, get_backend
 from convkit.engine import check_fits, convolve_exact, working_dtype
 from convkit.imageio import (
     DEFAULT_MAX_PIXELS,
+    OUTPUT_SUFFIXES,
+    ImageInfo,
     ImageSource,
+    check_output_format,
+    encode_float_tiff,
     encode_image,
     encode_npy,
     ensure_folder,
@@ -60,6 +64,9 @@ class ApplySettings(NamedTuple):
     precision: str = "float64"
     max_pixels: int | None = DEFAULT_MAX_PIXELS
     max_memory: int | None = None  # bytes; None: no limit
+    format: str | None = None  # png, jpg, tif or webp; None: png (.npy under rescale none)
+    quality: int | None = None  # for jpg and webp
+    auto_orient: bool = True  # turn photos upright by their EXIF orientation
 
 
 class BackendRow(NamedTuple):
@@ -117,6 +124,7 @@ class ImageReport:
         self.results: list[KernelResult] = []
         self.notes: list[str] = notes or []
         self.stdout_bytes: bytes | None = None  # the encoded image, when it goes to stdout
+        self.alpha = False  # whether the input had an alpha channel (carried through)
 
     @property
     def rows(self) -> list[BackendRow]:
@@ -136,6 +144,14 @@ def kernel_sources(kernels: Sequence[Kernel | Stack]) -> list[Path]:
         elif getattr(kernel, "source", None) is not None:
             paths.append(kernel.source)
     return paths
+
+
+def output_suffix(settings: ApplySettings) -> str:
+    """The filtered image's suffix: the ``--format``'s, or ``.npy`` for a float response
+    without one."""
+    if settings.format is None:
+        return ".npy" if settings.rescale == "none" else ".png"
+    return OUTPUT_SUFFIXES[settings.format]
 
 
 def plan_outputs(
@@ -162,7 +178,7 @@ def plan_outputs(
     folders = [settings.out_dir / image.subfolder for image in images]
     names = [(i.stem, i.path.name if i.path else i.stem) for i in images]
     stems = image_stems([(f, *n) for f, n in zip(folders, names, strict=True)])
-    suffix = ".npy" if settings.rescale == "none" else ".png"
+    suffix = output_suffix(settings)
     suffixes = [suffix, "_compare.png"] if settings.compare else [suffix]
     pairs = []
     for folder, stem in zip(folders, stems, strict=True):
@@ -249,7 +265,9 @@ def check_resources(
 
 def split_alpha(image: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
     """Colour (or grey) channels, and the alpha channel that is carried through unfiltered."""
-    if image.ndim == 3 and image.shape[2] in (2, 4):
+    if image.ndim == 3 and image.shape[2] == 2:  # grey + alpha: the grey plane alone
+        return image[..., 0], image[..., 1]
+    if image.ndim == 3 and image.shape[2] == 4:
         return image[..., :-1], image[..., -1]
     return image, None
 
@@ -324,7 +342,8 @@ def apply_image(
         source = ImageSource.from_path(source)
     if outputs is None:
         outputs = plan_outputs([source], kernels, settings)[1][0]
-    image = source.read(settings.max_pixels)
+    image, info = source.read_with_info(settings.max_pixels, auto_orient=settings.auto_orient)
+    _check_format(image, source.name, settings)
     color, alpha = prepare_image(image, settings)
     for kernel in kernels:
         check_fits(color.shape, kernel, settings.padding)  # a stack by its receptive field
@@ -337,18 +356,23 @@ def apply_image(
         ensure_folder(settings.out_dir / source.subfolder)
     for backend in backends:
         get_backend(backend)  # import its library now, outside the timed runs
-    report = ImageReport(source.name, color.shape, backends, notes=[note] if note else [])
+    notes = [note] if note else []
+    if info.frames > 1:
+        notes.append(f"{source.name} holds {info.frames} frames: only the first was filtered")
+    report = ImageReport(source.name, color.shape, backends, notes=notes)
+    report.alpha = alpha is not None
     for kernel, (output, compare) in zip(kernels, outputs, strict=True):
         result = _apply_kernel(
             source.name, color, alpha, kernel, backends, settings, progress, crop_side
         )
-        encoded = _encode(result.image, settings)
+        encoded = _encode(result.image, settings, info)
         if output is None:
             report.stdout_bytes = encoded
         else:
             write_atomic(output, encoded)
         if compare is not None:
-            write_atomic(compare, _comparison(color, alpha, kernel, result, settings))
+            picture = _comparison(color, alpha, kernel, result, settings)
+            write_atomic(compare, encode_image(picture, info=info))
         rows = tuple(
             row._replace(output=str(output)) if row.backend == result.fastest and output else row
             for row in result.rows
@@ -638,8 +662,20 @@ def _abs_sum(kernel: Kernel | Stack) -> float:
     return kernel.abs_sum if isinstance(kernel, Stack) else float(np.abs(kernel.weights).sum())
 
 
-def _encode(image: np.ndarray, settings: ApplySettings) -> bytes:
-    return encode_npy(image) if settings.rescale == "none" else encode_image(image)
+def _check_format(image: np.ndarray, name: str, settings: ApplySettings) -> None:
+    """Refuse, before any work, what ``--format`` cannot hold (16-bit into jpg...)."""
+    if settings.format is None:
+        return
+    dtype = np.float64 if settings.rescale == "none" else image.dtype
+    check_output_format(settings.format, dtype, settings.quality, shape=image.shape, source=name)
+
+
+def _encode(image: np.ndarray, settings: ApplySettings, info: ImageInfo) -> bytes:
+    """The filtered image (or float response) as the bytes of its output file."""
+    if settings.rescale == "none":
+        return encode_npy(image) if settings.format is None else encode_float_tiff(image, info)
+    suffix = output_suffix(settings)
+    return encode_image(image, suffix, info=info, quality=settings.quality)
 
 
 def _comparison(
@@ -648,8 +684,8 @@ def _comparison(
     kernel: Kernel | Stack,
     result: KernelRun,
     settings: ApplySettings,
-) -> bytes:
-    """The comparison PNG, encoded; float outputs are shown stretched min..max. A stack's
+) -> np.ndarray:
+    """The comparison picture; float outputs are shown stretched min..max. A stack's
     intermediate feature maps come first, each labelled with its step."""
     from convkit.compare import comparison_png
 
@@ -676,11 +712,10 @@ def _comparison(
     ]
     reference = result.reference if result.reference in responses else result.fastest
     drawn = kernel if isinstance(kernel, Kernel) else None  # a stack's steps label its panels
-    picture = comparison_png(
+    return comparison_png(
         color, panels, responses, reference, _title(kernel, settings), kernel=drawn,
         detail=crop.region if crop is not None else None, rescale=shown.rescale,
     )  # fmt: skip
-    return encode_image(picture)
 
 
 def _render(
