@@ -706,10 +706,11 @@ def _comparison(
         label = f"naive, {width}x{height} crop  {timings['naive'].median_ms:.0f} ms*"
         panels.append((label, _render(crop.response, color, cropped_alpha, shown)))
         responses = {"naive": crop.response, **responses}
-    panels += [
-        (f"{b}  {timings[b].median_ms:.1f} ms", _render(response, color, alpha, shown))
-        for b, response in result.responses.items()
-    ]
+    for b, response in result.responses.items():
+        # The fastest backend's panel is the image just written: no need to render it twice.
+        same = b == result.fastest and shown is settings
+        picture = result.image if same else _render(response, color, alpha, shown)
+        panels.append((f"{b}  {timings[b].median_ms:.1f} ms", picture))
     reference = result.reference if result.reference in responses else result.fastest
     drawn = kernel if isinstance(kernel, Kernel) else None  # a stack's steps label its panels
     return comparison_png(
