@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from convkit.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_RUN_ERROR, ConvkitError, UsageError
-from convkit.imageio import STDIN_NAME, ImageSource, check_input_file
+from convkit.imageio import STDIN_NAME, ImageSource, check_input_file, temporary_prefix
 from convkit.kernels import Kernel
 from convkit.pipeline import (
     ApplySettings,
@@ -274,7 +274,8 @@ def remove_temporary_files(task: Task) -> None:
     """Remove what a worker that died left of its outputs: `write_atomic`'s temporary files
     (``.NAME.XXXXXXXX.tmp`` beside each planned output)."""
     for output in (p for pair in task.outputs for p in pair if p is not None):
-        for leftover in output.parent.glob(f".{glob.escape(output.name)}.*.tmp"):
+        prefix = glob.escape(temporary_prefix(output.name))
+        for leftover in output.parent.glob(f"{prefix}{'[0-9a-f]' * 8}.tmp"):
             with contextlib.suppress(OSError):
                 leftover.unlink()
 

@@ -301,7 +301,9 @@ def _checked_file_header(
         raise ImageReadError(f"cannot decode {source}: the file is empty")
     header = read_header(stream, source)
     check_image_header(header, source, max_pixels)
-    bound = max_encoded_bytes(max_pixels, header)
+    # A file's size is known before it is read: only --max-pixels bounds it (metadata may
+    # make a small image's file large). A stream is bounded by its header's own size.
+    bound = max_encoded_bytes(max_pixels, text_samples=header.text_samples)
     if bound is not None and size > bound:
         raise UsageError(
             f"{source} is {size:,} bytes, more than an image within --max-pixels "
@@ -367,11 +369,11 @@ def read_stdin_image_bytes(
                 raise _stream_too_long(name, search_limit, max_pixels) from None
     check_image_header(header, name, max_pixels)
     bound = max_encoded_bytes(max_pixels, header)
-    return _read_rest_of_stream(stream, head, bound, name, max_pixels)
+    return _read_rest_of_stream(stream, head, bound, name, header)
 
 
 def _read_rest_of_stream(
-    stream: BinaryIO, head: bytes, bound: int | None, name: str, max_pixels: int | None
+    stream: BinaryIO, head: bytes, bound: int | None, name: str, header: ImageHeader
 ) -> bytes:
     buffer = io.BytesIO()
     buffer.write(head)
@@ -383,7 +385,10 @@ def _read_rest_of_stream(
             return buffer.getvalue()  # no copy: the buffer hands over its bytes
         buffer.write(chunk)
         total += len(chunk)
-    raise _stream_too_long(name, bound, max_pixels)
+    raise UsageError(
+        f"{name} holds more than {bound:,} bytes, more than the {header.width}x{header.height} "
+        f"{header.format} image its header describes can take"
+    )
 
 
 def _stream_too_long(name: str, bound: int, max_pixels: int | None) -> UsageError:
@@ -412,9 +417,12 @@ def max_encoded_bytes(
     """The most bytes an encoded image of at most ``max_pixels`` pixels can reasonably take.
 
     An uncompressed image of 4 channels x 16 bits (8 bytes a pixel; 24 for plain-text PNM,
-    whose samples are written out in decimal), plus `ENCODED_SLACK_BYTES` for metadata.
-    None when ``max_pixels`` is None.
+    whose samples are written out in decimal), plus `ENCODED_SLACK_BYTES` for metadata. With
+    a ``header``, its own pixel count bounds it where that is smaller. None when there is no
+    bound at all.
     """
+    if header is not None:  # the image's own size bounds it better than the limit
+        max_pixels = header.pixels if max_pixels is None else min(max_pixels, header.pixels)
     if max_pixels is None:
         return None
     text = text_samples or (header is not None and header.text_samples)
@@ -1212,7 +1220,7 @@ def write_atomic(path: str | Path, data: bytes) -> Path:
     path = Path(path)
     folder = ensure_folder(path.parent)
     try:
-        temporary = folder / f".{path.name}.{os.urandom(4).hex()}.tmp"
+        temporary = folder / f"{temporary_prefix(path.name)}{os.urandom(4).hex()}.tmp"
         handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     except OSError as exc:
         raise ImageWriteError(f"cannot write {path}: {exc.strerror or exc}") from None
@@ -1227,6 +1235,22 @@ def write_atomic(path: str | Path, data: bytes) -> Path:
             raise ImageWriteError(f"cannot write {path}: {exc.strerror or exc}") from None
         raise
     return path
+
+
+# A file name may hold 255 bytes on the common file systems; a temporary name adds 14.
+_MAX_NAME_BYTES = 255
+_TEMPORARY_EXTRA = len(".") + len(".") + 8 + len(".tmp")
+
+
+def temporary_prefix(name: str) -> str:
+    """``.NAME.``: how `write_atomic`'s temporary files for ``name`` begin (then 8 hex
+    digits and ``.tmp``). A name too long to carry 14 more bytes is cut, so that every name
+    that can be written can be written atomically."""
+    room = _MAX_NAME_BYTES - _TEMPORARY_EXTRA
+    encoded = name.encode("utf-8", "surrogateescape")
+    if len(encoded) > room:
+        name = encoded[:room].decode("utf-8", "ignore")
+    return f".{name}."
 
 
 def refuse_overwriting_inputs(outputs: Iterable[Path], inputs: Iterable[Path]) -> None:
