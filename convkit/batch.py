@@ -12,6 +12,7 @@ import functools
 import glob
 import os
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NamedTuple
@@ -71,6 +72,8 @@ def expand_inputs(
     """
     inputs = Inputs()
     for value in values:
+        if not value.strip():  # "" would be the current folder: an unset variable, likely
+            raise UsageError(f"an empty image path ({value!r}): is a shell variable unset?")
         if value == STDIN:
             _add_stdin(inputs, read_stdin)
         elif Path(value).is_dir():
@@ -248,7 +251,9 @@ def run_batch(
             for index, task in enumerate(tasks):
                 on_result(index, process_image(task, kernels, settings, count))
         else:
-            worker = functools.partial(_init_worker, tuple(kernels), settings, count)
+            worker = functools.partial(
+                _init_worker, tuple(kernels), settings, count, list(warnings.filters)
+            )
             run_pool(
                 tasks, process_task, min(jobs, len(tasks)), on_result,
                 chunk=chunk_size(len(tasks), jobs), initializer=worker,
@@ -291,10 +296,14 @@ def chunk_size(image_count: int, jobs: int) -> int:
 _worker_job: tuple[tuple[Kernel, ...], ApplySettings, int] | None = None
 
 
-def _init_worker(kernels: tuple[Kernel, ...], settings: ApplySettings, image_count: int) -> None:
-    """In each worker: one OpenCV thread (the workers use the cores), and the batch's kernels
-    and settings, sent once rather than with every image."""
+def _init_worker(
+    kernels: tuple[Kernel, ...], settings: ApplySettings, image_count: int, filters: list
+) -> None:
+    """In each worker: one OpenCV thread (the workers use the cores), the batch's kernels
+    and settings, sent once rather than with every image, and the parent's warning filters
+    (a worker from a fresh forkserver would not have them)."""
     global _worker_job
+    warnings.filters[:] = filters
     try:
         import cv2
 

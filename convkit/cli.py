@@ -10,6 +10,7 @@ import math
 import os
 import signal
 import sys
+import warnings
 from pathlib import Path
 from typing import NoReturn
 
@@ -110,6 +111,7 @@ def main() -> None:
 
 
 STOPPING_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")
+MAX_REPEAT = 1000  # --repeat: enough for any median; more is a typo
 
 
 def run() -> NoReturn:
@@ -132,6 +134,10 @@ def run() -> NoReturn:
     err = GuardedStream(sys.stderr, closed=2 in closed)
     sys.stdout, sys.stderr = out, err
     install_signal_handlers()
+    if os.environ.get("CONVKIT_DEBUG") != "1":
+        # DESIGN §7: no Python or numpy warning reaches the user as an extra line; what a
+        # warning would mean (overflow, NaN) is checked and reported as an error instead.
+        warnings.simplefilter("ignore")
     try:
         main.main(prog_name="convkit")
         code = 0
@@ -417,7 +423,7 @@ def output_options(command):
 @click.option("--quality", type=click.IntRange(1, 100), default=None,
               help="jpg and webp quality, 1-100 (default 95 for jpg, 90 for webp; webp 100 "
                    "is lossless).")  # fmt: skip
-@click.option("--repeat", type=click.IntRange(min=1), default=1, show_default=True,
+@click.option("--repeat", type=click.IntRange(1, MAX_REPEAT), default=1, show_default=True,
               help="Run each backend N times; the table shows median and min.")  # fmt: skip
 @click.option(
     "--jobs",
@@ -663,7 +669,7 @@ def verify(image_path, backends, tolerance, quiet):
 )
 @click.option(
     "--repeat",
-    type=click.IntRange(min=1),
+    type=click.IntRange(1, MAX_REPEAT),
     default=3,
     show_default=True,
     help="Runs per cell (the naive loop runs once).",
@@ -760,15 +766,19 @@ def demo(out_dir):
     from convkit.console import Screen
     from convkit.demo import run_demo
     from convkit.imageio import encode_image, write_atomic
+    from convkit.plan import OutputPlan
 
     screen = Screen()
-    for section in run_demo():
+    sections = run_demo()
+    plan = OutputPlan()  # every figure's path checked before the first is written
+    figures = [plan.claim(out_dir / s.figure_name, "figure") if s.figure is not None else None
+               for s in sections]  # fmt: skip
+    for section, path in zip(sections, figures, strict=True):
         screen.heading(section.title)
         for line in section.lines:
             screen.line(line)
-        if section.figure is not None:
-            path = write_atomic(out_dir / section.figure_name, encode_image(section.figure))
-            screen.line(f"wrote {path}")
+        if path is not None:
+            screen.line(f"wrote {write_atomic(path, encode_image(section.figure))}")
         screen.line("")
 
 

@@ -431,7 +431,8 @@ def difference_panel(responses: Mapping[str, np.ndarray], reference: str) -> tup
     peak = float(diff.max())
     if peak == 0.0:
         return np.zeros(diff.shape, dtype=np.uint8), f"|diff| vs {reference}: all 0"
-    stretched = np.rint(diff * (255.0 / peak)).astype(np.uint8)
+    # divide first: for a subnormal peak (1e-320) 255 / peak overflows to inf
+    stretched = np.rint(np.clip(diff / peak, 0.0, 1.0) * 255.0).astype(np.uint8)
     return stretched, f"|diff| vs {reference}, max {peak:.2g} = white"
 
 

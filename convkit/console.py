@@ -60,7 +60,7 @@ class Screen:
             return
         from rich.text import Text
 
-        self.out.print(Text(text))
+        self.out.print(Text(one_line(text)))
 
     def heading(self, text: str) -> None:
         if self.quiet:
@@ -421,7 +421,10 @@ def batch_summary(batch: BatchReport) -> str:
         ", ".join(parts) + f" in {batch.seconds:.1f} s ({batch.images_per_second:.1f} images/s)"
     )
     if batch.interrupted:
-        summary = "interrupted: " + summary + "; no partial files were left"
+        summary = (
+            f"interrupted: {summary}; no partial files were left, but images being filtered "
+            "may have some of their outputs (--skip-existing redoes them)"
+        )
     return summary
 
 

@@ -165,4 +165,6 @@ def _stretch(values: np.ndarray, top: float) -> np.ndarray:
     span = high - low
     if math.isinf(span):  # from about -1e308 to 1e308: halves cannot overflow
         return (values / 2 - low / 2) * (top / (high / 2 - low / 2))
+    if span < 1e-300:  # top / span would overflow: divide first (each ratio is in 0..1)
+        return (values - low) / span * top
     return (values - low) * (top / span)

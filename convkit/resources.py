@@ -106,9 +106,14 @@ def backend_peak_bytes(
     fft = _fft_bytes(height + grow_h, width + grow_w, kh, kw, channels, item) + kernel
     if backend == "fft":
         return fft
-    # filter2d and auto: OpenCV pads what it cannot border itself; its DFT path (from 50
-    # taps) works in tiles and stays within that (measured: benchmarks/memory_model.py).
-    return padded * channels * item + 3 * kernel
+    # filter2d and auto: OpenCV pads what it cannot border itself. Its DFT path (from 50
+    # taps) works in tiles at least as large as the kernel: within the padded copy for a
+    # kernel small beside the image (benchmarks/memory_model.py), about an FFT of the whole
+    # for one as large as a good part of it (a 1 x 500000 row on a 50-pixel-wide image).
+    direct = padded * channels * item + 3 * kernel
+    if kh * kw > 49 and (4 * kh > height or 4 * kw > width):
+        return max(direct, fft)
+    return direct
 
 
 def _fft_bytes(height: int, width: int, kh: int, kw: int, channels: int, item: int) -> int:

@@ -63,7 +63,7 @@ def synthetic_image(size: int = 512) -> np.ndarray:
     """A deterministic 8-bit test card: a gradient, hard edges, a thin cross and noise."""
     rng = np.random.default_rng(512)
     y, x = np.mgrid[0:size, 0:size]
-    card = (x + y) * (255.0 / (2 * size - 2)) * 0.6
+    card = (x + y) * (255.0 / max(1, 2 * size - 2)) * 0.6  # a 1x1 card is one grey pixel
     card[(x // 32 + y // 32) % 2 == 0] += 60
     card[size // 2, :] = card[:, size // 2] = 255
     card += rng.normal(0, 12, card.shape)

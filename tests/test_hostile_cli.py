@@ -421,3 +421,96 @@ def test_anchor_with_a_stack_is_refused(folder, tmp_path):
                  "-o", tmp_path / "out")  # fmt: skip
     assert result.exit_code == 2
     assert_one_error(result.output, "--anchor", "--stack")
+
+
+# -- found by attacking the finished work -----------------------------------------------------
+
+
+def test_a_long_row_kernel_is_refused_by_its_fourier_cost(folder, tmp_path):
+    """A 1 x 100000 row on a 32-pixel-wide image: OpenCV's DFT path needs about an FFT of
+    the whole padded row; the estimate must count it (it once said a third of the peak)."""
+    from convkit.resources import run_peak_bytes
+
+    peak = run_peak_bytes(("filter2d",), (24, 32), 1, (1, 100_000), False)["filter2d"]
+    fft = run_peak_bytes(("fft",), (24, 32), 1, (1, 100_000), False)["fft"]
+    assert peak >= fft
+    np.save(folder / "row.npy", np.ones((1, 100_000)))
+    result = run("apply", "-i", folder / "img.png", "-k", folder / "row.npy", "-b", "filter2d",
+                 "--max-memory", "128M", "-o", tmp_path / "out")  # fmt: skip
+    assert result.exit_code == 2
+    assert_one_error(result.output, "row (1x100000)", "--max-memory")
+
+
+def test_an_empty_image_path_is_not_the_current_folder(folder, tmp_path, monkeypatch):
+    monkeypatch.chdir(folder)
+    result = run("apply", "-i", "", "-k", "sharpen", "-o", tmp_path / "out")
+    assert result.exit_code == 2
+    assert_one_error(result.output, "empty image path")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_name_that_fits_the_file_system_is_written_atomically(folder, tmp_path):
+    """The temporary name adds 14 bytes: a 250-byte output name must still be writable."""
+    long = folder / ("y" * 238 + ".png")
+    long.write_bytes((folder / "img.png").read_bytes())
+    out = tmp_path / "out"
+    result = run("apply", long, "-k", "sharpen", "-b", "filter2d", "--no-compare", "-o", out)
+    assert result.exit_code == 0, result.output
+    assert [len(p.name) for p in out.iterdir()] == [238 + len("_sharpen.png")]
+
+
+def test_standard_input_is_bounded_by_its_header(tmp_path):
+    """A 10x10 PNG header followed by endless bytes: refused after about 16 MB, not 1.4 GB."""
+    small = encode_image(np.zeros((10, 10), np.uint8))
+    command = [*CONVKIT, "apply", "-", "-k", "sharpen", "-o", str(tmp_path / "out")]
+    feeder = subprocess.Popen(
+        [sys.executable, "-c", "import sys; sys.stdout.buffer.write(sys.stdin.buffer.read());"
+         "z = bytes(1 << 20)\nwhile True: sys.stdout.buffer.write(z)"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    feeder.stdin.write(small)
+    feeder.stdin.close()
+    done = subprocess.run(command, stdin=feeder.stdout, capture_output=True, text=True,
+                          timeout=60)  # fmt: skip
+    feeder.kill()
+    feeder.wait()
+    assert done.returncode == 2
+    assert_one_error(done.stderr, "standard input", "10x10 PNG")
+
+
+@pytest.mark.parametrize("kernel", ["1e-320, -1e-320", "1e-310, 0, -1e-310"])
+def test_subnormal_responses_neither_warn_nor_fail(folder, tmp_path, kernel):
+    command = [*CONVKIT, "apply", str(folder / "img.png"), "-k", kernel, "-b", "naive",
+               "-b", "fft", "--rescale", "minmax", "-o", str(tmp_path / "out"), "-q"]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stderr) == (0, "")
+
+
+def test_demo_checks_every_figure_before_writing_one(tmp_path):
+    (tmp_path / "demo_bank.png").mkdir()
+    result = run("demo", "--out", tmp_path)
+    assert result.exit_code == 2
+    assert_one_error(result.output, "demo_bank.png", "is a folder")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["demo_bank.png"]
+
+
+def test_bench_on_a_one_pixel_image(tmp_path):
+    result = run("bench", "--sizes", "1", "--kernels", "sharpen", "--backends", "filter2d",
+                 "--repeat", "1")  # fmt: skip
+    assert result.exit_code == 0, result.output
+
+
+def test_a_newline_in_a_name_is_escaped_in_every_line(tmp_path):
+    path = tmp_path / "a\nb.png"
+    path.write_bytes(encode_image(np.zeros((4, 4), np.uint8)))
+    result = run("apply", path, "-k", "sharpen", "-b", "filter2d", "-o", tmp_path / "out",
+                 "--no-compare")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    wrote = [line for line in result.output.splitlines() if line.startswith("wrote")]
+    assert len(wrote) == 1 and "a\\nb_sharpen.png" in wrote[0]
+
+
+def test_an_absurd_repeat_is_a_usage_error(folder):
+    result = run("apply", folder / "img.png", "-k", "sharpen", "--repeat", "99999999999999")
+    assert result.exit_code == 2
+    assert_one_error(result.output, "--repeat")
