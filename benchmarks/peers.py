@@ -35,6 +35,16 @@ import convkit
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def _working(tool: str, version_flag: str) -> str | None:
+    """The tool's path when it is installed and answers its version flag (some machines
+    carry a stand-in `convert` that does nothing else)."""
+    path = shutil.which(tool)
+    if path is None:
+        return None
+    done = subprocess.run([path, version_flag], capture_output=True)
+    return path if done.returncode == 0 else None
+
+
 def library_kernels(rng: np.random.Generator) -> dict[str, np.ndarray]:
     return {
         "3x3 sharpen": convkit.get_kernel("sharpen").weights,
@@ -109,7 +119,7 @@ ONE_SHOT = (
 
 def process_table(runs: int) -> None:
     convkit_bin = convkit_command()
-    vips, magick = shutil.which("vips"), shutil.which("convert")
+    vips, magick = _working("vips", "--version"), _working("convert", "-version")
     for tool, name in ((vips, "vips (libvips-tools)"), (magick, "ImageMagick's convert")):
         if tool is None:
             print(f"{name} is not installed: its column is skipped.\n")
