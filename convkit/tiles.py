@@ -1,0 +1,161 @@
+"""Images larger than memory: convolution of a dask array, tile by tile.
+
+`convolve_lazy` returns a lazy dask array computed with ``map_overlap``: each tile is
+filtered ``valid`` together with a halo of exactly the kernel's reach on each side —
+asymmetric for even kernels and off-centre anchors. The borders are made first, lazily, by
+padding the whole array with the padding mode's own numpy rule (``da.pad``), so every mode is
+exact across chunk borders, ``wrap`` and ``reflect101`` included: a tile's halo is always the
+image's true neighbourhood, never a reflection of the tile itself (the class of bug of
+dask/dask-image#242). Chunks smaller than the kernel's reach are merged first.
+
+dask is imported only here, and only when a dask array is filtered (the ``[scale]`` extra).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from convkit.errors import UsageError
+from convkit.kernels import Kernel
+from convkit.padding import Padding
+
+if TYPE_CHECKING:
+    import dask.array as da
+
+
+def is_dask_array(image: object) -> bool:
+    """True for a ``dask.array.Array``, without importing dask for anything else."""
+    module = type(image).__module__
+    return module.startswith("dask.") and hasattr(image, "map_overlap")
+
+
+def convolve_lazy(
+    image: da.Array,
+    kernel: Kernel,
+    padding: Padding,
+    backend: str = "filter2d",
+    precision: str = "float64",
+) -> da.Array:
+    """Correlate a dask array with ``kernel`` (already flipped for true convolution).
+
+    Parameters
+    ----------
+    image : dask.array.Array
+        (H, W) or (H, W, C), any real dtype, any chunks (merged where a chunk is smaller
+        than the kernel's reach; channels are not split across chunks).
+    kernel : Kernel
+        Its anchor sets the halo: ``ay`` rows above, ``kH - 1 - ay`` below, likewise across.
+    padding : Padding
+        Any mode; ``valid`` shrinks the output as in memory.
+    backend, precision
+        As for `convkit.convolve`, used on every tile.
+
+    Returns
+    -------
+    dask.array.Array
+        Lazy; the shape and dtype the in-memory call returns.
+    """
+    import dask.array as da
+
+    height, width = image.shape[:2]
+    kh, kw = kernel.shape
+    if padding.mode == "valid" and (kh > height or kw > width):
+        raise UsageError(
+            f"kernel {kernel.name!r} ({kh}x{kw}) is larger than the image ({height}x{width}) "
+            "under padding 'valid': use a smaller kernel or another padding mode"
+        )
+    if padding.mode != "valid" and (kh > height or kw > width):
+        # The padding repeats the whole image more than once: an image this small fits in
+        # memory, where numpy's padding does that exactly.
+        return _in_memory(image, kernel, padding, backend, precision)
+    ay, ax = kernel.anchor
+    before, after = (ay, ax), (kh - 1 - ay, kw - 1 - ax)
+    padded = _pad(image, before, after, padding)
+    padded = _rechunk_for_halo(padded, (max(ay, kh - 1 - ay), max(ax, kw - 1 - ax)))
+    depth = {0: (before[0], after[0]), 1: (before[1], after[1])}
+    if padded.ndim == 3:
+        depth[2] = 0
+    dtype = np.dtype(np.float32 if precision == "float32" else np.float64)
+
+    def filter_tile(tile: np.ndarray, block_info=None) -> np.ndarray:
+        return _filter_tile(tile, block_info, kernel, before, after, backend, precision)
+
+    anchored = da.map_overlap(
+        filter_tile, padded, depth=depth, boundary="none", trim=False,
+        chunks=padded.chunks, dtype=dtype, meta=np.empty((0,) * padded.ndim, dtype=dtype),
+    )  # fmt: skip
+    out_height = height - kh + 1 if padding.mode == "valid" else height
+    out_width = width - kw + 1 if padding.mode == "valid" else width
+    # The response at padded position (y + ay, x + ax) is the output pixel (y, x).
+    return anchored[ay : ay + out_height, ax : ax + out_width]
+
+
+def _pad(image: da.Array, before, after, padding: Padding) -> da.Array:
+    import dask.array as da
+
+    if padding.mode == "valid":
+        return image
+    widths = ((before[0], after[0]), (before[1], after[1])) + ((0, 0),) * (image.ndim - 2)
+    mode = padding.spec.numpy_mode
+    if mode == "constant":
+        return da.pad(image, widths, mode="constant", constant_values=padding.cval)
+    return da.pad(image, widths, mode=mode)
+
+
+def _rechunk_for_halo(array: da.Array, reach: tuple[int, int]) -> da.Array:
+    """Merge chunks so that each is at least ``reach`` along the first two axes (a halo
+    comes from the neighbouring chunk alone) and channels stay in one chunk."""
+    chunks = [_merged(array.chunks[axis], reach[axis]) for axis in (0, 1)]
+    if array.ndim == 3:
+        chunks.append((array.shape[2],))
+    chunks = tuple(chunks)
+    return array if chunks == array.chunks else array.rechunk(chunks)
+
+
+def _merged(sizes: tuple[int, ...], least: int) -> tuple[int, ...]:
+    """Chunk sizes along one axis, neighbours merged until every one is at least ``least``."""
+    if least <= 0:
+        return sizes
+    merged: list[int] = []
+    for size in sizes:
+        if merged and merged[-1] < least:
+            merged[-1] += size
+        else:
+            merged.append(size)
+    if len(merged) > 1 and merged[-1] < least:
+        last = merged.pop()
+        merged[-1] += last
+    return tuple(merged)
+
+
+def _filter_tile(tile, block_info, kernel, before, after, backend, precision) -> np.ndarray:
+    """One tile with its halo, filtered ``valid`` back to the tile's own size.
+
+    ``map_overlap`` gives tiles on the array's outer edge no halo there; that edge is the
+    padding, whose own responses are cut away, so zeros stand in for the missing halo.
+    """
+    from convkit.engine import convolve
+
+    location = block_info[None]["array-location"]
+    shape = block_info[None]["shape"]
+    missing = [
+        (before[axis] if location[axis][0] == 0 else 0,
+         after[axis] if location[axis][1] == shape[axis] else 0)
+        for axis in (0, 1)
+    ]  # fmt: skip
+    if any(n for pair in missing for n in pair):
+        tile = np.pad(tile, missing + [(0, 0)] * (tile.ndim - 2))
+    return convolve(tile, kernel, padding="valid", backend=backend, precision=precision)
+
+
+def _in_memory(image: da.Array, kernel, padding, backend, precision) -> da.Array:
+    import dask.array as da
+
+    from convkit.engine import convolve
+
+    response = convolve(
+        image.compute(), kernel, padding=padding, backend=backend, precision=precision
+    )
+    return da.from_array(response, chunks=response.shape)
