@@ -1,8 +1,14 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from convkit import available_backends
 from convkit.backends import KNOWN_BACKENDS
+
+# The checkout's root, so that tests find its files from any working directory.
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = ROOT / "sample_images"
 
 BACKENDS = available_backends()
 # Backends that sum products directly: exact wherever the arithmetic is (integers, in float).

@@ -22,8 +22,7 @@ from convkit.cli import main
 from convkit.errors import ConvkitError, UsageError
 from convkit.imageio import decode_image, encode_image
 from convkit.kernel_files import parse_kernel
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.conftest import ROOT
 
 
 def run(*args, input=None):

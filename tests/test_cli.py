@@ -12,6 +12,7 @@ from click.testing import CliRunner
 
 from convkit.cli import main
 from convkit.imageio import encode_image
+from tests.conftest import SAMPLES
 
 
 def run(*args):
@@ -23,7 +24,7 @@ def run(*args):
 @pytest.fixture
 def photo(tmp_path):
     """A small colour crop of a real photo: naive runs in well under a second."""
-    image = cv2.imread("sample_images/chelsea.png")[100:148, 150:214]
+    image = cv2.imread(str(SAMPLES / "chelsea.png"))[100:148, 150:214]
     path = tmp_path / "cat.png"
     path.write_bytes(encode_image(image))
     return path
@@ -309,7 +310,7 @@ def test_bad_options_and_kernels(photo, tmp_path, monkeypatch, args, code, messa
 
 def _bad_image(tmp_path, kind):
     path = tmp_path / f"{kind}.png"
-    good = encode_image(cv2.imread("sample_images/chelsea.png"))
+    good = encode_image(cv2.imread(str(SAMPLES / "chelsea.png")))
     content = {
         "zero-byte": b"",
         "truncated": good[: len(good) // 3],
@@ -381,7 +382,7 @@ def test_normalize_then_scale(tmp_path):
 
 
 def test_the_bundled_tutorial_images_give_the_worked_confidence_scores(tmp_path):
-    image = "sample_images/tutorial/vertical_edge.png"
+    image = str(SAMPLES / "tutorial/vertical_edge.png")
     result = run("apply", "-i", image, "-k", "horizontal_edge", "-k", "vertical_edge",
                  "--padding", "valid", "--rescale", "none", "-o", tmp_path)  # fmt: skip
     assert result.exit_code == 0, result.output

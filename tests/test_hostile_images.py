@@ -37,6 +37,7 @@ from convkit.imageio import (
     read_image,
     read_stdin_image_bytes,
 )
+from tests.conftest import SAMPLES
 
 # Any Python warning (Pillow's "Corrupt EXIF data" included) fails these tests.
 pytestmark = pytest.mark.filterwarnings("error")
@@ -180,7 +181,7 @@ def jpeg_with_corrupt_exif() -> bytes:
 
 
 def photo_bytes(suffix: str) -> bytes:
-    return encode_image(cv2.imread("sample_images/chelsea.png"), suffix)
+    return encode_image(cv2.imread(str(SAMPLES / "chelsea.png")), suffix)
 
 
 def jpeg_cut_after_header() -> bytes:

@@ -22,6 +22,7 @@ from convkit.imageio import (
     refuse_overwriting_inputs,
     write_atomic,
 )
+from tests.conftest import SAMPLES
 
 
 @pytest.fixture
@@ -65,7 +66,7 @@ def test_undecodable_files_are_run_errors(tmp_path, content, message):
 
 
 def test_truncated_png(tmp_path, png_bytes):
-    photo = cv2.imread("sample_images/chelsea.png")
+    photo = cv2.imread(str(SAMPLES / "chelsea.png"))
     data = encode_image(photo)
     path = tmp_path / "cut.png"
     path.write_bytes(data[: len(data) // 2])
@@ -75,7 +76,7 @@ def test_truncated_png(tmp_path, png_bytes):
 
 def test_decoding_prints_nothing(tmp_path, capfd):
     path = tmp_path / "cut.png"
-    path.write_bytes(encode_image(cv2.imread("sample_images/chelsea.png"))[:5000])
+    path.write_bytes(encode_image(cv2.imread(str(SAMPLES / "chelsea.png")))[:5000])
     with pytest.raises(ImageReadError):
         read_image(path)
     captured = capfd.readouterr()

@@ -14,6 +14,7 @@ from hypothesis.extra.numpy import arrays
 
 from convkit import png
 from convkit.imageio import PARALLEL_PNG_BYTES, encode_image
+from tests.conftest import SAMPLES
 
 
 def images():
@@ -90,7 +91,7 @@ def test_the_file_is_laid_out_as_the_png_specification_says():
 
 
 def test_as_small_as_opencvs_own_file():
-    photo = cv2.imread("sample_images/astronaut.png")
+    photo = cv2.imread(str(SAMPLES / "astronaut.png"))
     ours = png.encode_png(photo, 2)
     theirs = cv2.imencode(".png", photo)[1]
     assert len(ours) <= 1.02 * len(theirs)

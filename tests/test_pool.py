@@ -12,11 +12,11 @@ import time
 from pathlib import Path
 
 import pytest
-from pool_tasks import Task, exiting_initializer, failing_initializer, perform, scaled
 
 from convkit import pool
 from convkit.errors import Interrupted
 from convkit.pool import Lost, WorkerStartError, run_pool
+from tests.pool_tasks import Task, exiting_initializer, failing_initializer, perform, scaled
 
 DRIVER = Path(__file__).with_name("pool_tasks.py")
 PATIENCE = 15.0  # generous: a loaded 2-core machine may be slow to start processes

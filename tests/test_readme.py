@@ -8,8 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from convkit.cli import main
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.conftest import ROOT
 
 
 def readme_commands() -> list[str]:

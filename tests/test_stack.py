@@ -12,7 +12,7 @@ from convkit.imageio import encode_image
 from convkit.kernels import get_kernel
 from convkit.padding import Padding
 from convkit.stack import parse_stack, run_stack
-from tests.conftest import assert_exact
+from tests.conftest import SAMPLES, assert_exact
 
 SOBEL_X = get_kernel("sobel_x").weights
 SOBEL_Y = get_kernel("sobel_y").weights
@@ -20,7 +20,7 @@ SOBEL_Y = get_kernel("sobel_y").weights
 
 @pytest.fixture
 def image():
-    return cv2.imread("sample_images/camera.png", cv2.IMREAD_GRAYSCALE)[200:240, 200:250]
+    return cv2.imread(str(SAMPLES / "camera.png"), cv2.IMREAD_GRAYSCALE)[200:240, 200:250]
 
 
 def test_each_step_feeds_the_next(image, backend):
