@@ -1,32 +1,102 @@
-"""auto: the fastest backend for the kernel, by a rule measured on this project's machines.
+"""auto: for each call, the way of filtering that this machine runs fastest, exactly enough.
 
-Measured with benchmarks/cross_over.py on 2 cores, float64 (ms, 1024x1024 / 2048x2048):
+Three strategies, all over OpenCV's borders (or the shared padding step where OpenCV cannot
+pad exactly):
 
-- separable kernels: cv2.sepFilter2D beats cv2.filter2D from 5x5 up (2048^2, 7x7: 13 vs 30;
-  51x51: 50 vs 68) and is what the filter2d backend already does for them;
-- non-separable kernels: filter2D, which switches to its own DFT from 50 taps, beats
-  scipy.fft up to 151x151 (1024^2: 35 vs 61), and loses from 201x201 (120 vs 76).
+- ``filter2d``: cv2.filter2D, which sums directly below 50 taps (130 in float32) and above
+  goes through its own DFT, tile by tile;
+- ``separable``: one cv2.sepFilter2D pass per term of a kernel of rank 1 to 3
+  (`convkit.backends.lowrank.separable_terms`: box, Gaussian, Laplacian, DoG, LoG);
+- ``fft``: the ``fft`` backend, scipy.fft over the whole image.
 
-So: filter2d, except for a non-separable kernel with a side of `FFT_MIN_SIDE` or more.
+`plan` predicts each one's time with `convkit.calibration.cost_model` (this machine's
+measurements after ``convkit bench --calibrate``, else a built-in model) and runs the
+cheapest. Two rules come before speed: the engine's exact float32 path (integer weights on
+integer samples, `convkit.engine.working_dtype`) keeps filter2D's direct integer sums, and
+kernels small enough for direct summation never go through a Fourier transform, since
+`convkit.engine.check_range` gives them no headroom for its intermediate sums.
 """
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
+import cv2
 import numpy as np
 
-from convkit.padding import Padding
+from convkit.backends.filter2d import _with_borders
+from convkit.backends.lowrank import MAX_TERMS, Terms, correlate_terms, separable_terms
+from convkit.calibration import Geometry, cost_model
+from convkit.engine import DIRECT_FILTER_MAX_AREA
+from convkit.padding import Padding, cv2_border
 
-# Between the last size where filter2D won (151) and the first where FFT did (201).
-FFT_MIN_SIDE = 176
+
+class Plan(NamedTuple):
+    """What `auto` runs: a strategy name and, for ``separable``, its terms."""
+
+    strategy: str
+    terms: Terms | None = None
 
 
-def choose(weights: np.ndarray) -> str:
-    """The backend `auto` runs for ``weights``."""
-    from convkit.backends.filter2d import separable_factors
+def plan(image: np.ndarray, weights: np.ndarray, anchor: tuple[int, int], padding: Padding) -> Plan:
+    """The strategy `correlate` runs for this image, kernel, anchor and padding.
 
-    if max(weights.shape) >= FFT_MIN_SIDE and separable_factors(weights) is None:
-        return "fft"
-    return "filter2d"
+    Parameters
+    ----------
+    image : ndarray
+        (H, W) or (H, W, C), float32 or float64, as the engine hands it to backends.
+    weights : ndarray
+        The 2-D kernel, already flipped for convolution.
+    anchor : (int, int)
+        The kernel's (row, column) over the output pixel.
+    padding : Padding
+        How the image is extended.
+
+    Returns
+    -------
+    Plan
+        ``filter2d``, ``separable`` (with its terms) or ``fft``.
+
+    Examples
+    --------
+    >>> from convkit.padding import make_padding
+    >>> image = np.zeros((64, 64))
+    >>> plan(image, np.ones((9, 9)) / 81, (4, 4), make_padding("replicate")).strategy
+    'separable'
+    """
+    integral = bool(np.all(weights == np.round(weights)))
+    if integral and image.dtype == np.float32 and weights.size <= DIRECT_FILTER_MAX_AREA:
+        # Perhaps the engine's exact path: filter2D's direct sums, nothing else.
+        return Plan("filter2d")
+    geometry = _geometry(image, weights, anchor, padding)
+    model = cost_model()
+    candidates = [Plan("filter2d")]
+    # Integer weights sum exactly in direct sums, as the registry promises for auto; the
+    # SVD's terms would not, so such kernels keep to the exact factors of rank 1.
+    terms = separable_terms(weights, max_terms=1 if integral else MAX_TERMS)
+    if terms is not None:
+        candidates.append(Plan("separable", terms))
+    if weights.size > DIRECT_FILTER_MAX_AREA:
+        candidates.append(Plan("fft"))
+
+    def predicted_ms(candidate: Plan) -> float:
+        passes = len(candidate.terms) if candidate.terms else 0
+        return model.predict_ms(candidate.strategy, geometry, passes)
+
+    return min(candidates, key=predicted_ms)
+
+
+def _geometry(
+    image: np.ndarray, weights: np.ndarray, anchor: tuple[int, int], padding: Padding
+) -> Geometry:
+    """The sizes the cost model needs, including the shared padding step's when OpenCV cannot
+    pad by itself."""
+    pads = cv2_border(padding, image.shape, weights.shape, anchor) is None
+    height, width = image.shape[:2]
+    if pads and padding.mode != "valid":
+        height, width = height + weights.shape[0] - 1, width + weights.shape[1] - 1
+    channels = image.shape[2] if image.ndim == 3 else 1
+    return Geometry(height, width, channels, weights.shape, image.dtype.name)
 
 
 def correlate(
@@ -36,7 +106,36 @@ def correlate(
     padding: Padding,
     progress=None,
 ) -> np.ndarray:
-    """Correlate through the backend `choose` picks."""
-    from convkit.backends import get_backend
+    """Correlate through the strategy `plan` picks; in the image's float type."""
+    return run_plan(plan(image, weights, anchor, padding), image, weights, anchor, padding)
 
-    return get_backend(choose(weights))(image, weights, anchor, padding, progress)
+
+def run_plan(
+    chosen: Plan,
+    image: np.ndarray,
+    weights: np.ndarray,
+    anchor: tuple[int, int],
+    padding: Padding,
+) -> np.ndarray:
+    """Run one strategy; calibration and the benchmarks time each one through this."""
+    if chosen.strategy == "fft":
+        from convkit.backends import get_backend
+
+        return get_backend("fft")(image, weights, anchor, padding)
+    if chosen.strategy == "separable":
+
+        def passes(image, weights, anchor, border):
+            return correlate_terms(image, chosen.terms, anchor, border)
+
+        return _with_borders(image, weights, anchor, padding, passes)
+    return _with_borders(image, weights, anchor, padding, _plain_filter2d)
+
+
+def _plain_filter2d(
+    image: np.ndarray, weights: np.ndarray, anchor: tuple[int, int], border: int
+) -> np.ndarray:
+    """cv2.filter2D whatever the kernel's rank: its direct sums or its own DFT."""
+    ay, ax = anchor
+    depth = cv2.CV_32F if image.dtype == np.float32 else cv2.CV_64F
+    kernel = weights.astype(image.dtype, copy=False)
+    return cv2.filter2D(image, depth, kernel, anchor=(ax, ay), borderType=border)

@@ -1,0 +1,110 @@
+"""Kernels of low rank as sums of separable passes: K = sum_k outer(column_k, row_k).
+
+A rank-1 kernel (box, Gaussian, Sobel) is one cv2.sepFilter2D pass; a Laplacian, a
+difference of Gaussians or a Laplacian of Gaussian has rank 2 or 3, and costs two or three
+passes of kH + kW taps each instead of one of kH * kW. The terms come from the SVD and are
+kept only where their sum is the kernel to within a tenth of DESIGN §2's float64 agreement
+(1e-9 * sum|K| * max|I|), and where no term is so much larger than the kernel that its
+round-off would show.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import cv2
+import numpy as np
+
+from convkit.backends.filter2d import separable_factors
+
+Terms = tuple[tuple[np.ndarray, np.ndarray], ...]
+
+# Rank 3 covers the Laplacian of Gaussian made to sum to zero; beyond it filter2D's own DFT
+# is cheaper than the passes on every kernel size measured.
+MAX_TERMS = 3
+# sum|K - sum of terms| at most this fraction of sum|K|: a tenth of the float64 agreement.
+RECONSTRUCTION_RTOL = 1e-10
+# sum_k sum|column_k| * sum|row_k| at most this many times sum|K|: each pass rounds in
+# proportion to its own terms' size, and float32 has 1e-5 of agreement to spend on it.
+MAX_AMPLIFICATION = 8.0
+
+
+def separable_terms(weights: np.ndarray, max_terms: int = MAX_TERMS) -> Terms | None:
+    """The (column, row) pairs whose outer products sum to ``weights``, or None.
+
+    Parameters
+    ----------
+    weights : ndarray
+        A 2-D float64 kernel.
+    max_terms : int
+        The most terms to accept.
+
+    Returns
+    -------
+    tuple of (ndarray, ndarray) or None
+        One pair for a separable kernel (the exact factors of `separable_factors`), two or
+        three from the SVD for a kernel of that rank; None for a 1-row or 1-column kernel,
+        an all-zero one, one of higher rank, or one whose terms would not sum back to it
+        within `RECONSTRUCTION_RTOL`.
+
+    Examples
+    --------
+    >>> laplacian = np.array([[0.0, 1, 0], [1, -4, 1], [0, 1, 0]])
+    >>> len(separable_terms(laplacian))
+    2
+    >>> separable_terms(np.eye(5)) is None
+    True
+    """
+    if weights.ndim != 2 or min(weights.shape) == 1 or not weights.any():
+        return None
+    key = (weights.shape, np.ascontiguousarray(weights, dtype=np.float64).tobytes())
+    terms = _cached_terms(key, max_terms)
+    return terms
+
+
+@lru_cache(maxsize=32)
+def _cached_terms(key: tuple[tuple[int, int], bytes], max_terms: int) -> Terms | None:
+    """`separable_terms` once per kernel: batches and strips filter with one kernel often."""
+    shape, raw = key
+    weights = np.frombuffer(raw, dtype=np.float64).reshape(shape)
+    factors = separable_factors(weights)
+    if factors is not None:
+        return (factors,)
+    columns, singular, rows = np.linalg.svd(weights)
+    for rank in range(2, min(max_terms, len(singular)) + 1):
+        terms = tuple((columns[:, k] * singular[k], rows[k].copy()) for k in range(rank))
+        if _sums_back(weights, terms):
+            return terms if _amplification(weights, terms) <= MAX_AMPLIFICATION else None
+    return None
+
+
+def _sums_back(weights: np.ndarray, terms: Terms) -> bool:
+    rebuilt = sum(np.outer(column, row) for column, row in terms)
+    error = float(np.abs(weights - rebuilt).sum())
+    return error <= RECONSTRUCTION_RTOL * float(np.abs(weights).sum())
+
+
+def _amplification(weights: np.ndarray, terms: Terms) -> float:
+    size = sum(float(np.abs(column).sum() * np.abs(row).sum()) for column, row in terms)
+    return size / float(np.abs(weights).sum())
+
+
+def correlate_terms(
+    image: np.ndarray, terms: Terms, anchor: tuple[int, int], border: int
+) -> np.ndarray:
+    """The sum of one cv2.sepFilter2D pass per term, in the image's float type.
+
+    ``border`` is the OpenCV border type; ``anchor`` is (row, column) in the 2-D kernel.
+    """
+    ay, ax = anchor
+    depth = cv2.CV_32F if image.dtype == np.float32 else cv2.CV_64F
+    total = None
+    for column, row in terms:
+        column = column.astype(image.dtype, copy=False)
+        row = row.astype(image.dtype, copy=False)
+        response = cv2.sepFilter2D(image, depth, row, column, anchor=(ax, ay), borderType=border)
+        if total is None:
+            total = response
+        else:
+            np.add(total, response, out=total)
+    return total

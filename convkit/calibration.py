@@ -1,0 +1,561 @@
+"""How fast this machine filters, for `auto`: a cost model, and its calibration ("wisdom").
+
+`auto` predicts the time of each strategy it may run (see `convkit.backends.auto`) from a
+small linear model per strategy and precision: milliseconds as a weighted sum of what the
+strategy does (pixels, taps, OpenCV's DFT tiles, scipy's transform sizes). The weights come
+from `calibrate`, which times the strategies on this machine and stores them, as FFTW stores
+its wisdom, in one small JSON file in the user's cache folder, named after a fingerprint of
+the machine (processor, cores, OpenCV, numpy and scipy versions). Without such a file, or
+with one that is unreadable, too large, malformed or from another machine, the built-in
+weights (measured on a 2-core AMD EPYC) are used: silently, as a missing cache is no error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import platform
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import cache, partial
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+CACHE_DIR_ENV = "CONVKIT_CACHE_DIR"
+FILE_FORMAT = 1
+# A calibration file is a few KiB; anything larger is not one of ours and is not parsed.
+MAX_FILE_BYTES = 64 * 1024
+PRECISIONS = ("float64", "float32")
+STRATEGIES = ("filter2d", "separable", "fft")
+# What each kind of work is charged for; the model holds one weight per feature.
+FEATURES = {
+    "direct": ("call", "pixel", "pixel_tap", "pixel_kernel_row"),
+    "opencv_dft": ("call", "pixel", "tile_transform"),
+    "separable": (
+        "pass", "pass_pixel", "pass_pixel_column_tap", "pass_pixel_row_tap", "stripe_halo", "add",
+    ),
+    "fft": ("call", "padded_pixel", "transform"),
+}  # fmt: skip
+# OpenCV's filter2D sums directly below this many taps and takes its DFT path from there
+# (dftFilter2D in imgproc's filter.dispatch.cpp): 130 for float32 on a CPU with SSE3, else 50.
+OPENCV_DFT_MIN_TAPS = 50
+OPENCV_DFT_MIN_TAPS_FLOAT32_SSE3 = 130
+OPENCV_CPU_SSE3 = 3  # cv::CPU_SSE3, which the Python bindings do not export
+
+
+class Geometry(NamedTuple):
+    """The sizes a strategy's cost depends on.
+
+    ``height`` and ``width`` are those of the image that OpenCV filters: the input's, or, when
+    ``padded`` is True, the output of the shared padding step (which the ``fft`` backend always
+    runs, and which adds nothing under ``valid``).
+    """
+
+    height: int
+    width: int
+    channels: int
+    kernel: tuple[int, int]
+    precision: str
+    padded: bool = False
+
+
+Coefficients = Mapping[str, Mapping[str, Sequence[float]]]  # precision -> kind -> weights
+
+
+@dataclass(frozen=True)
+class CostModel:
+    """Predicted milliseconds for each strategy, from weights fitted at a few image sizes.
+
+    ``bands`` pairs a pixel count with the weights fitted on images of that size; a
+    prediction between two is interpolated in log(pixels), one outside them uses the nearest.
+    ``source`` says where the weights come from ("built-in" or the calibration file).
+    """
+
+    bands: tuple[tuple[int, Coefficients], ...]
+    source: str = "built-in"
+
+    def predict_ms(self, strategy: str, geometry: Geometry, passes: int = 0) -> float:
+        """The predicted time of ``strategy`` (``passes``: its number of separable terms)."""
+        kind = cost_kind(strategy, geometry)
+        values = features(kind, geometry, passes)
+
+        def band_ms(coefficients: Coefficients) -> float:
+            weights = coefficients[geometry.precision][kind]
+            return float(sum(w * v for w, v in zip(weights, values, strict=True)))
+
+        pixels = geometry.height * geometry.width
+        counts = [count for count, _ in self.bands]
+        if pixels <= counts[0] or len(counts) == 1:
+            return band_ms(self.bands[0][1])
+        if pixels >= counts[-1]:
+            return band_ms(self.bands[-1][1])
+        upper = next(i for i, count in enumerate(counts) if count >= pixels)
+        (low_count, low), (high_count, high) = self.bands[upper - 1], self.bands[upper]
+        share = math.log(pixels / low_count) / math.log(high_count / low_count)
+        return (1 - share) * band_ms(low) + share * band_ms(high)
+
+
+def cost_kind(strategy: str, geometry: Geometry) -> str:
+    """Which kind of work ``strategy`` does: filter2D's direct sums or its DFT, passes, FFT."""
+    if strategy == "filter2d":
+        taps = geometry.kernel[0] * geometry.kernel[1]
+        return "direct" if taps < opencv_dft_min_taps(geometry.precision) else "opencv_dft"
+    if strategy in ("separable", "fft"):
+        return strategy
+    raise ValueError(f"unknown strategy {strategy!r}: use one of {', '.join(STRATEGIES)}")
+
+
+@cache
+def opencv_dft_min_taps(precision: str) -> int:
+    """The kernel area from which cv2.filter2D takes its DFT path for float images."""
+    import cv2
+
+    if precision == "float32" and cv2.checkHardwareSupport(OPENCV_CPU_SSE3):
+        return OPENCV_DFT_MIN_TAPS_FLOAT32_SSE3
+    return OPENCV_DFT_MIN_TAPS
+
+
+def features(kind: str, geometry: Geometry, passes: int = 0) -> tuple[float, ...]:
+    """The amounts of work the weights of ``kind`` multiply, in millions where they count
+    pixels, in the order of `FEATURES`."""
+    height, width, channels, (kh, kw) = geometry[:4]
+    megapixels = height * width * channels / 1e6
+    if kind == "direct":
+        return (1.0, megapixels, megapixels * kh * kw, megapixels * kh)
+    if kind == "separable":
+        work = passes * megapixels
+        # OpenCV splits the image into stripes of rows, each of which runs the row pass on
+        # kH - 1 rows of halo too: a cost that grows as the image gets shorter.
+        halo = work * kw * (kh - 1) / height
+        extra_terms = max(passes - 1, 0) * megapixels
+        return (float(passes), work, work * kh, work * kw, halo, extra_terms)
+    if kind == "opencv_dft":
+        return (1.0, megapixels, channels * _opencv_tile_work(height, width, kh, kw) / 1e6)
+    if kind == "fft":
+        grow = 0 if geometry.padded else 1
+        padded_h, padded_w = height + grow * (kh - 1), width + grow * (kw - 1)
+        rows, columns = _fast_length(padded_h + kh - 1), _fast_length(padded_w + kw - 1)
+        transforms = (2 * channels + 1) * rows * columns * math.log2(rows * columns)
+        return (1.0, channels * padded_h * padded_w / 1e6, transforms / 1e6)
+    raise ValueError(f"unknown kind of work {kind!r}")
+
+
+def _opencv_tile_work(height: int, width: int, kh: int, kw: int) -> float:
+    """Transform work of OpenCV's crossCorr (imgproc's templmatch.cpp), which filter2D's DFT
+    path runs: tiles of about 4.5 kernels (at least 256 samples with the kernel), each one a
+    forward and an inverse DFT of its optimal size."""
+    tile_h, rows = _opencv_tile(height, kh)
+    tile_w, columns = _opencv_tile(width, kw)
+    tiles = math.ceil(height / tile_h) * math.ceil(width / tile_w)
+    return tiles * rows * columns * math.log2(max(rows * columns, 2))
+
+
+def _opencv_tile(length: int, taps: int) -> tuple[int, int]:
+    """(outputs per tile, DFT length) along one axis, as crossCorr chooses them."""
+    block = min(max(round(taps * 4.5), 256 - taps + 1), length)
+    transform = max(_fast_length(block + taps - 1), 2)
+    return max(min(transform - taps + 1, length), 1), transform
+
+
+def _fast_length(length: int) -> int:
+    """The smallest 2^a 3^b 5^c at least ``length``: OpenCV's getOptimalDFTSize and scipy's
+    next_fast_len for real transforms agree on it (without importing scipy here)."""
+    import cv2
+
+    return int(cv2.getOptimalDFTSize(length))
+
+
+# --- the built-in model: fitted by `calibrate` on a 2-core AMD EPYC (OpenCV 5.0, numpy 2.4,
+# scipy 1.17), at 512^2, 1024^2 and 2048^2 -------------------------------------------------
+
+BUILT_IN = CostModel(
+    bands=(
+        (
+            262144,
+            {
+                "float64": {
+                    "direct": (0.9003, 0, 0.1887, 0.0732),
+                    "opencv_dft": (1.18, 0, 0.2881),
+                    "separable": (0.1096, 0, 0.2612, 0.094, 3.336, 1.075),
+                    "fft": (0.6884, 0, 0.4854),
+                },
+                "float32": {
+                    "direct": (0.006118, 0, 0.03575, 0.02518),
+                    "opencv_dft": (0.7248, 0, 0.3266),
+                    "separable": (0.01113, 0, 0.09553, 0.04271, 2.393, 0.01573),
+                    "fft": (0, 1.014, 0.1806),
+                },
+            },
+        ),
+        (
+            1048576,
+            {
+                "float64": {
+                    "direct": (0, 0.9958, 0.05557, 0.1645),
+                    "opencv_dft": (0, 4.051, 0.2634),
+                    "separable": (0, 0.4367, 0.0654, 0.06836, 1.504, 0.9867),
+                    "fft": (7.628, 0, 0.2165),
+                },
+                "float32": {
+                    "direct": (0, 0.06232, 0.03456, 0.04201),
+                    "opencv_dft": (0, 3.96, 0.2491),
+                    "separable": (0, 0.3353, 0.06402, 0.0372, 0.6104, 0.08158),
+                    "fft": (0, 0, 0.1649),
+                },
+            },
+        ),
+        (
+            4194304,
+            {
+                "float64": {
+                    "direct": (0, 0.4804, 0.04546, 0.2344),
+                    "opencv_dft": (0, 4.916, 0.2396),
+                    "separable": (0, 0.9203, 0.06084, 0.05812, 3.381, 0.7932),
+                    "fft": (5.495, 18.85, 0.02531),
+                },
+                "float32": {
+                    "direct": (0, 0.9094, 0.01266, 0.0582),
+                    "opencv_dft": (0, 4.037, 0.2344),
+                    "separable": (0, 0.5443, 0.04915, 0.03409, 1.656, 0.5241),
+                    "fft": (0, 5.064, 0.1203),
+                },
+            },
+        ),
+    ),
+)
+
+
+# --- the calibration file ----------------------------------------------------------------
+
+
+def cache_dir() -> Path:
+    """Where convkit keeps its cache: ``$CONVKIT_CACHE_DIR``, else ``$XDG_CACHE_HOME/convkit``,
+    else ``~/.cache/convkit``."""
+    if os.environ.get(CACHE_DIR_ENV):
+        return Path(os.environ[CACHE_DIR_ENV])
+    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    base = Path(xdg) if os.path.isabs(xdg) else Path.home() / ".cache"
+    return base / "convkit"
+
+
+@cache
+def machine_fingerprint() -> dict[str, str]:
+    """What the calibration of this machine depends on: processor model, cores, the OpenCV,
+    numpy and scipy versions, and the threads OpenCV runs."""
+    import cv2
+
+    return {
+        "processor": _processor_model(),
+        "machine": platform.machine(),
+        "cores": str(os.cpu_count()),
+        "opencv": cv2.__version__,
+        "opencv_threads": str(cv2.getNumThreads()),
+        "numpy": np.__version__,
+        "scipy": _installed_version("scipy"),
+    }
+
+
+def _processor_model() -> str:
+    """The processor's model name (Linux's /proc/cpuinfo), else what `platform` knows."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as cpuinfo:
+            for line in cpuinfo:
+                key, _, value = line.partition(":")
+                if key.strip() in ("model name", "Processor", "cpu model"):
+                    return value.strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _installed_version(distribution: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(distribution)
+    except PackageNotFoundError:
+        return "not installed"
+
+
+def calibration_path(fingerprint: Mapping[str, str] | None = None) -> Path:
+    """The calibration file of the machine with ``fingerprint`` (this one by default)."""
+    fingerprint = machine_fingerprint() if fingerprint is None else fingerprint
+    digest = hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()
+    return cache_dir() / f"calibration-{digest[:16]}.json"
+
+
+@cache
+def cost_model() -> CostModel:
+    """The model `auto` uses: this machine's calibration if a valid one is stored, else the
+    built-in one. Read once per process (``cost_model.cache_clear()`` reads again)."""
+    return read_calibration(calibration_path()) or BUILT_IN
+
+
+def read_calibration(path: Path) -> CostModel | None:
+    """The model stored at ``path`` for this machine, or None if there is none, or it is too
+    large, malformed, of another format or of another machine. Never raises."""
+    try:
+        with open(path, "rb") as stored:
+            raw = stored.read(MAX_FILE_BYTES + 1)
+        if len(raw) > MAX_FILE_BYTES:
+            return None
+        document = json.loads(raw)
+    except (OSError, ValueError, RecursionError):
+        return None
+    if not isinstance(document, dict) or document.get("format") != FILE_FORMAT:
+        return None
+    if document.get("fingerprint") != machine_fingerprint():
+        return None
+    bands = _checked_bands(document.get("bands"))
+    return CostModel(bands, source=str(path)) if bands else None
+
+
+def _checked_bands(raw: object) -> tuple[tuple[int, Coefficients], ...] | None:
+    """The bands of a calibration file if every weight is there, finite and not negative,
+    with at least one positive per kind; else None."""
+    if not isinstance(raw, list) or not 1 <= len(raw) <= 16:
+        return None
+    bands = []
+    for band in raw:
+        if not isinstance(band, dict) or not isinstance(band.get("pixels"), int):
+            return None
+        coefficients = {}
+        for precision in PRECISIONS:
+            kinds = band.get(precision)
+            if not isinstance(kinds, dict):
+                return None
+            coefficients[precision] = {}
+            for kind, names in FEATURES.items():
+                weights = kinds.get(kind)
+                if not _valid_weights(weights, len(names)):
+                    return None
+                coefficients[precision][kind] = tuple(float(w) for w in weights)
+        bands.append((band["pixels"], coefficients))
+    counts = [count for count, _ in bands]
+    if counts != sorted(set(counts)) or counts[0] < 1:
+        return None
+    return tuple(bands)
+
+
+def _valid_weights(weights: object, count: int) -> bool:
+    if not isinstance(weights, list) or len(weights) != count:
+        return False
+    numbers = [w for w in weights if isinstance(w, (int, float)) and not isinstance(w, bool)]
+    return (
+        len(numbers) == count
+        and all(math.isfinite(w) and w >= 0 for w in numbers)
+        and any(w > 0 for w in numbers)
+    )
+
+
+def write_calibration(model: CostModel, path: Path | None = None) -> Path:
+    """Store ``model`` as this machine's calibration, atomically; return the file's path.
+
+    Raises
+    ------
+    OSError
+        If the cache folder cannot be created or written.
+    """
+    path = calibration_path() if path is None else path
+    document = {
+        "format": FILE_FORMAT,
+        "fingerprint": machine_fingerprint(),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "bands": [
+            {"pixels": count, **{p: {k: list(w) for k, w in c[p].items()} for p in PRECISIONS}}
+            for count, c in model.bands
+        ],
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(
+        "w", dir=path.parent, prefix=".calibration-", suffix=".tmp", delete=False
+    ) as temporary:
+        try:
+            json.dump(document, temporary, indent=1)
+            temporary.close()
+            os.replace(temporary.name, path)
+        except BaseException:
+            os.unlink(temporary.name)
+            raise
+    cost_model.cache_clear()
+    return path
+
+
+# --- measuring -------------------------------------------------------------------------------
+
+CALIBRATION_SIZES = (512, 1024, 2048)
+# Direct sums, OpenCV's DFT path, separable passes along either axis and FFT, square and
+# rectangular, on both sides of each cross-over seen so far.
+CALIBRATION_KERNELS = (
+    (3, 3), (5, 5), (7, 7), (3, 15), (15, 3), (9, 9), (11, 11), (15, 15), (21, 21),
+    (31, 31), (51, 51), (75, 75), (101, 101), (1, 51), (51, 1), (5, 51), (51, 5),
+    (21, 101), (101, 21),
+)  # fmt: skip
+# FFT is timed from this many taps on: `auto` never sends fewer through a transform.
+FFT_MIN_TAPS = 50
+
+
+class Sample(NamedTuple):
+    """One measured time: a strategy on one geometry, its best of a few runs."""
+
+    geometry: Geometry
+    strategy: str
+    passes: int
+    milliseconds: float
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """What `calibrate` measured and where it stored the model."""
+
+    path: Path
+    model: CostModel
+    samples: tuple[Sample, ...]
+    seconds: float
+
+
+def calibrate(
+    sizes: Sequence[int] = CALIBRATION_SIZES,
+    kernels: Sequence[tuple[int, int]] = CALIBRATION_KERNELS,
+    repeat: int = 3,
+    progress: Callable[[int, int], None] | None = None,
+    path: Path | None = None,
+) -> Calibration:
+    """Time `auto`'s strategies on this machine, fit the cost model, store it for `auto`.
+
+    Each (image size, kernel, precision) cell runs every strategy that applies (filter2D;
+    one and two separable passes where the kernel has two sides; the FFT from
+    `FFT_MIN_TAPS` taps) ``repeat`` times, interleaved, and keeps each one's best time: the
+    machine's speed with the least interference from other work. The weights of each kind
+    of work are then fitted per image size by non-negative least squares on relative error.
+
+    Parameters
+    ----------
+    sizes : sequence of int
+        Sides of the square test images.
+    kernels : sequence of (int, int)
+        Kernel shapes to time.
+    repeat : int
+        Runs of each strategy per cell.
+    progress : callable, optional
+        ``progress(done, total)`` after each cell.
+    path : Path, optional
+        Where to store the model; by default this machine's `calibration_path`.
+
+    Returns
+    -------
+    Calibration
+
+    Raises
+    ------
+    OSError
+        If the calibration file cannot be written.
+    """
+    started = time.perf_counter()
+    samples = tuple(measure(sizes, kernels, repeat, progress))
+    model = fit_model(samples)
+    stored = write_calibration(model, path)
+    return Calibration(stored, model, samples, time.perf_counter() - started)
+
+
+def measure(
+    sizes: Sequence[int],
+    kernels: Sequence[tuple[int, int]],
+    repeat: int = 3,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[Sample]:
+    """Best-of-``repeat`` times of each strategy on random images and kernels."""
+    rng = np.random.default_rng(0)
+    total, done = len(PRECISIONS) * len(sizes) * len(kernels), 0
+    samples = []
+    for precision in PRECISIONS:
+        for size in sorted(sizes):
+            image = rng.random((size, size)).astype(precision)
+            for kernel in kernels:
+                samples += _time_cell(rng, image, kernel, repeat)
+                done += 1
+                if progress is not None:
+                    progress(done, total)
+    return samples
+
+
+def _time_cell(
+    rng: np.random.Generator, image: np.ndarray, kernel: tuple[int, int], repeat: int
+) -> list[Sample]:
+    from convkit.backends.auto import run_plan
+    from convkit.padding import make_padding
+
+    kh, kw = kernel
+    weights = rng.random(kernel)
+    plans = _plans_to_time(rng, kh, kw)
+    arguments = (image, weights, (kh // 2, kw // 2), make_padding("replicate"))
+    best = _best_of([partial(run_plan, plan, *arguments) for plan in plans], repeat)
+    geometry = Geometry(image.shape[0], image.shape[1], 1, kernel, image.dtype.name)
+    return [
+        Sample(geometry, plan.strategy, len(plan.terms or ()), milliseconds)
+        for plan, milliseconds in zip(plans, best, strict=True)
+    ]
+
+
+def _plans_to_time(rng: np.random.Generator, kh: int, kw: int) -> list:
+    from convkit.backends.auto import Plan
+
+    plans = [Plan("filter2d")]
+    if min(kh, kw) > 1:
+        terms = tuple((rng.random(kh), rng.random(kw)) for _ in range(2))
+        plans += [Plan("separable", terms[:1]), Plan("separable", terms)]
+    if kh * kw >= FFT_MIN_TAPS:
+        plans.append(Plan("fft"))
+    return plans
+
+
+def _best_of(works: Sequence[Callable[[], object]], repeat: int) -> list[float]:
+    """Each work's best time in ms over ``repeat`` interleaved rounds, after one warm-up."""
+    for work in works:
+        work()
+    best = [math.inf] * len(works)
+    for _ in range(repeat):
+        for i, work in enumerate(works):
+            started = time.perf_counter()
+            work()
+            best[i] = min(best[i], (time.perf_counter() - started) * 1000)
+    return best
+
+
+def fit_model(samples: Sequence[Sample]) -> CostModel:
+    """Weights per image size, precision and kind of work, fitted to ``samples``; where no
+    sample measured a kind, the built-in weights of the nearest size stand in."""
+    from scipy.optimize import nnls
+
+    bands = []
+    for count in sorted({s.geometry.height * s.geometry.width for s in samples}):
+        coefficients: dict[str, dict[str, tuple[float, ...]]] = {}
+        for precision in PRECISIONS:
+            coefficients[precision] = {}
+            for kind in FEATURES:
+                rows = [
+                    (features(kind, s.geometry, s.passes), s.milliseconds)
+                    for s in samples
+                    if s.geometry.height * s.geometry.width == count
+                    and s.geometry.precision == precision
+                    and cost_kind(s.strategy, s.geometry) == kind
+                ]
+                if rows:
+                    # Relative error: each row divided by its own time.
+                    matrix = np.array([[v / ms for v in values] for values, ms in rows])
+                    weights, _ = nnls(matrix, np.ones(len(rows)))
+                    coefficients[precision][kind] = tuple(float(w) for w in weights)
+                else:
+                    coefficients[precision][kind] = _nearest_band(BUILT_IN, count)[precision][kind]
+        bands.append((count, coefficients))
+    return CostModel(tuple(bands), source="fitted")
+
+
+def _nearest_band(model: CostModel, pixels: int) -> Coefficients:
+    return min(model.bands, key=lambda band: abs(math.log(band[0] / pixels)))[1]
