@@ -68,7 +68,7 @@ class Geometry(NamedTuple):
 Coefficients = Mapping[str, Mapping[str, Sequence[float]]]  # precision -> kind -> weights
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # hashed by identity: `auto` caches its plans per model
 class CostModel:
     """Predicted milliseconds for each strategy, from weights fitted at a few image sizes.
 

@@ -19,14 +19,21 @@ kernels small enough for direct summation never go through a Fourier transform, 
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import NamedTuple
 
 import cv2
 import numpy as np
 
 from convkit.backends.filter2d import _with_borders
-from convkit.backends.lowrank import MAX_TERMS, Terms, correlate_terms, separable_terms
-from convkit.calibration import Geometry, cost_model
+from convkit.backends.lowrank import (
+    CACHED_KERNEL_BYTES,
+    MAX_TERMS,
+    Terms,
+    correlate_terms,
+    separable_terms,
+)
+from convkit.calibration import CostModel, Geometry, cost_model
 from convkit.engine import DIRECT_FILTER_MAX_AREA
 from convkit.padding import Padding, cv2_border
 
@@ -38,7 +45,13 @@ class Plan(NamedTuple):
     terms: Terms | None = None
 
 
-def plan(image: np.ndarray, weights: np.ndarray, anchor: tuple[int, int], padding: Padding) -> Plan:
+def plan(
+    image: np.ndarray,
+    weights: np.ndarray,
+    anchor: tuple[int, int],
+    padding: Padding,
+    model: CostModel | None = None,
+) -> Plan:
     """The strategy `correlate` runs for this image, kernel, anchor and padding.
 
     Parameters
@@ -51,6 +64,8 @@ def plan(image: np.ndarray, weights: np.ndarray, anchor: tuple[int, int], paddin
         The kernel's (row, column) over the output pixel.
     padding : Padding
         How the image is extended.
+    model : CostModel, optional
+        The cost model to predict with; by default `convkit.calibration.cost_model`.
 
     Returns
     -------
@@ -64,12 +79,43 @@ def plan(image: np.ndarray, weights: np.ndarray, anchor: tuple[int, int], paddin
     >>> plan(image, np.ones((9, 9)) / 81, (4, 4), make_padding("replicate")).strategy
     'separable'
     """
+    model = cost_model() if model is None else model
+    if weights.nbytes > CACHED_KERNEL_BYTES:
+        return _plan(image.shape, image.dtype, weights, anchor, padding, model)
+    weights = np.ascontiguousarray(weights)
+    kernel = (weights.shape, weights.dtype.str, weights.tobytes())
+    return _cached_plan(image.shape, image.dtype.str, kernel, anchor, padding, model)
+
+
+@lru_cache(maxsize=64)
+def _cached_plan(
+    image_shape: tuple[int, ...],
+    image_dtype: str,
+    kernel: tuple[tuple[int, int], str, bytes],
+    anchor: tuple[int, int],
+    padding: Padding,
+    model: CostModel,
+) -> Plan:
+    """`_plan` once per image shape, kernel and padding: a batch, or an image's strips of
+    rows, would otherwise pay for the choice again on every call."""
+    shape, dtype, raw = kernel
+    weights = np.frombuffer(raw, dtype=dtype).reshape(shape)
+    return _plan(image_shape, np.dtype(image_dtype), weights, anchor, padding, model)
+
+
+def _plan(
+    image_shape: tuple[int, ...],
+    image_dtype: np.dtype,
+    weights: np.ndarray,
+    anchor: tuple[int, int],
+    padding: Padding,
+    model: CostModel,
+) -> Plan:
     integral = bool(np.all(weights == np.round(weights)))
-    if integral and image.dtype == np.float32 and weights.size <= DIRECT_FILTER_MAX_AREA:
+    if integral and image_dtype == np.float32 and weights.size <= DIRECT_FILTER_MAX_AREA:
         # Perhaps the engine's exact path: filter2D's direct sums, nothing else.
         return Plan("filter2d")
-    geometry = _geometry(image, weights, anchor, padding)
-    model = cost_model()
+    geometry = _geometry(image_shape, image_dtype, weights.shape, anchor, padding)
     candidates = [Plan("filter2d")]
     # Integer weights sum exactly in direct sums, as the registry promises for auto; the
     # SVD's terms would not, so such kernels keep to the exact factors of rank 1.
@@ -87,16 +133,20 @@ def plan(image: np.ndarray, weights: np.ndarray, anchor: tuple[int, int], paddin
 
 
 def _geometry(
-    image: np.ndarray, weights: np.ndarray, anchor: tuple[int, int], padding: Padding
+    image_shape: tuple[int, ...],
+    image_dtype: np.dtype,
+    kernel_shape: tuple[int, int],
+    anchor: tuple[int, int],
+    padding: Padding,
 ) -> Geometry:
     """The sizes the cost model needs, including the shared padding step's when OpenCV cannot
     pad by itself."""
-    pads = cv2_border(padding, image.shape, weights.shape, anchor) is None
-    height, width = image.shape[:2]
+    pads = cv2_border(padding, image_shape, kernel_shape, anchor) is None
+    height, width = image_shape[:2]
     if pads and padding.mode != "valid":
-        height, width = height + weights.shape[0] - 1, width + weights.shape[1] - 1
-    channels = image.shape[2] if image.ndim == 3 else 1
-    return Geometry(height, width, channels, weights.shape, image.dtype.name)
+        height, width = height + kernel_shape[0] - 1, width + kernel_shape[1] - 1
+    channels = image_shape[2] if len(image_shape) == 3 else 1
+    return Geometry(height, width, channels, kernel_shape, image_dtype.name, padded=pads)
 
 
 def correlate(

@@ -15,7 +15,7 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
-from convkit.backends.filter2d import separable_factors
+from convkit.backends.filter2d import SEPARABLE_RTOL, separable_factors
 
 Terms = tuple[tuple[np.ndarray, np.ndarray], ...]
 
@@ -27,6 +27,8 @@ RECONSTRUCTION_RTOL = 1e-10
 # sum_k sum|column_k| * sum|row_k| at most this many times sum|K|: each pass rounds in
 # proportion to its own terms' size, and float32 has 1e-5 of agreement to spend on it.
 MAX_AMPLIFICATION = 8.0
+# Kernels up to this size (a 128 x 128 float64 one) have their terms kept once found.
+CACHED_KERNEL_BYTES = 128 * 1024
 
 
 def separable_terms(weights: np.ndarray, max_terms: int = MAX_TERMS) -> Terms | None:
@@ -57,31 +59,36 @@ def separable_terms(weights: np.ndarray, max_terms: int = MAX_TERMS) -> Terms | 
     """
     if weights.ndim != 2 or min(weights.shape) == 1 or not weights.any():
         return None
-    key = (weights.shape, np.ascontiguousarray(weights, dtype=np.float64).tobytes())
-    terms = _cached_terms(key, max_terms)
-    return terms
+    weights = np.ascontiguousarray(weights, dtype=np.float64)
+    if weights.nbytes > CACHED_KERNEL_BYTES:
+        return _terms(weights, max_terms)
+    return _cached_terms(weights.shape, weights.tobytes(), max_terms)
 
 
 @lru_cache(maxsize=32)
-def _cached_terms(key: tuple[tuple[int, int], bytes], max_terms: int) -> Terms | None:
-    """`separable_terms` once per kernel: batches and strips filter with one kernel often."""
-    shape, raw = key
-    weights = np.frombuffer(raw, dtype=np.float64).reshape(shape)
-    factors = separable_factors(weights)
-    if factors is not None:
-        return (factors,)
+def _cached_terms(shape: tuple[int, int], raw: bytes, max_terms: int) -> Terms | None:
+    """`_terms` once per kernel: batches and strips of rows filter with one kernel often."""
+    return _terms(np.frombuffer(raw, dtype=np.float64).reshape(shape), max_terms)
+
+
+def _terms(weights: np.ndarray, max_terms: int) -> Terms | None:
     columns, singular, rows = np.linalg.svd(weights)
+    if singular[1] <= SEPARABLE_RTOL * singular[0]:
+        # Rank 1: the kernel's own exact factors (box and integer kernels stay exact).
+        return (separable_factors(weights),)
+    tolerance = RECONSTRUCTION_RTOL * float(np.abs(weights).sum())
     for rank in range(2, min(max_terms, len(singular)) + 1):
+        if rank < len(singular) and singular[rank] > tolerance:
+            continue  # the first term left out is larger than the tolerance on its own
         terms = tuple((columns[:, k] * singular[k], rows[k].copy()) for k in range(rank))
-        if _sums_back(weights, terms):
+        if _sums_back(weights, terms, tolerance):
             return terms if _amplification(weights, terms) <= MAX_AMPLIFICATION else None
     return None
 
 
-def _sums_back(weights: np.ndarray, terms: Terms) -> bool:
+def _sums_back(weights: np.ndarray, terms: Terms, tolerance: float) -> bool:
     rebuilt = sum(np.outer(column, row) for column, row in terms)
-    error = float(np.abs(weights - rebuilt).sum())
-    return error <= RECONSTRUCTION_RTOL * float(np.abs(weights).sum())
+    return float(np.abs(weights - rebuilt).sum()) <= tolerance
 
 
 def _amplification(weights: np.ndarray, terms: Terms) -> float:

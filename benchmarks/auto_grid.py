@@ -1,0 +1,227 @@
+"""Is `auto` the fastest? A grid of kernel shapes, ranks, precisions and image sizes, each
+cell timed through `auto` and through every alternative that convkit and OpenCV offer.
+
+    python benchmarks/auto_grid.py [--quick] [--sizes 512,2048] [--repeat 5] [--calibrate]
+                                   [--json cells.json]
+
+Contenders in each cell, all on the same float image with replicate borders, timed in
+interleaved rounds (the order turning each round) after one warm-up, median of --repeat:
+
+- ``auto`` with the built-in cost model, and with this machine's calibration when there is
+  one (``--calibrate`` makes one first, in the cache folder `convkit.calibration` uses);
+- the ``filter2d`` backend (sepFilter2D for rank 1, else filter2D);
+- plain ``cv2.filter2D`` (direct sums below 50 taps, 130 in float32; its own DFT above);
+- ``cv2.sepFilter2D`` with the kernel's exact factors, for rank 1;
+- low-rank sums, one sepFilter2D pass per SVD term, for rank 2 (and for full-rank kernels
+  of 2 or 3 rows or columns, whose rank is that small);
+- the ``fft`` backend, from 50 taps (below, it is slower than the others many times over).
+
+Kernels: rank 1 is a Gaussian, rank 2 a difference of Gaussians, full rank random weights.
+Prints auto's ratio to the fastest alternative per cell, the worst cells, the processor and
+the load average (the ratios mean little on a busy machine).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+from collections.abc import Callable
+
+import cv2
+import numpy as np
+
+from convkit.backends import get_backend
+from convkit.backends.auto import plan, run_plan
+from convkit.backends.filter2d import separable_factors
+from convkit.backends.lowrank import correlate_terms, separable_terms
+from convkit.calibration import (
+    BUILT_IN,
+    CostModel,
+    calibrate,
+    calibration_path,
+    machine_fingerprint,
+    read_calibration,
+)
+from convkit.padding import make_padding
+
+SQUARE_SIDES = (2, 3, 5, 7, 9, 11, 15, 21, 31, 51, 75, 101)
+RECTANGLES = ((3, 31), (31, 3), (5, 51), (51, 5), (2, 75), (75, 2), (21, 51), (51, 21),
+              (11, 101), (101, 11))  # fmt: skip
+QUICK_SQUARE_SIDES = (3, 7, 11, 21, 51, 101)
+QUICK_RECTANGLES = ((5, 51), (51, 5), (11, 101))
+# At 4096^2 a cell takes seconds: fewer shapes there.
+LARGE_IMAGE = 4096
+LARGE_SQUARE_SIDES = (3, 9, 21, 51, 101)
+LARGE_RECTANGLES = ((5, 51), (101, 11))
+RANKS = ("1", "2", "full")
+FFT_MIN_TAPS = 50
+REPLICATE = make_padding("replicate")
+
+
+def gaussian(taps: int, sigma: float) -> np.ndarray:
+    offsets = np.arange(taps) - (taps - 1) / 2
+    weights = np.exp(-(offsets**2) / (2 * sigma * sigma))
+    return weights / weights.sum()
+
+
+def kernel_of_rank(rank: str, kh: int, kw: int, rng: np.random.Generator) -> np.ndarray:
+    """A Gaussian (rank 1), a difference of Gaussians (rank 2) or random weights (full)."""
+    narrow = np.outer(gaussian(kh, kh / 6 + 0.5), gaussian(kw, kw / 6 + 0.5))
+    if rank == "1":
+        return narrow
+    if rank == "2":
+        wide = np.outer(gaussian(kh, kh / 3.75 + 0.8), gaussian(kw, kw / 3.75 + 0.8))
+        return narrow - wide
+    return rng.random((kh, kw)) - 0.5
+
+
+def contenders(
+    image: np.ndarray, weights: np.ndarray, models: dict[str, CostModel]
+) -> dict[str, Callable[[], np.ndarray]]:
+    """Every way of filtering this cell: auto per model first, then the alternatives."""
+    kh, kw = weights.shape
+    anchor = (kh // 2, kw // 2)
+    cv_anchor = (kw // 2, kh // 2)
+    depth = cv2.CV_32F if image.dtype == np.float32 else cv2.CV_64F
+    border = cv2.BORDER_REPLICATE
+    runs: dict[str, Callable[[], np.ndarray]] = {}
+    for name, model in models.items():
+        runs[name] = lambda model=model: run_plan(
+            plan(image, weights, anchor, REPLICATE, model), image, weights, anchor, REPLICATE
+        )
+    runs["filter2d backend"] = lambda: get_backend("filter2d")(image, weights, anchor, REPLICATE)
+    kernel = weights.astype(image.dtype)
+    runs["cv2.filter2D"] = lambda: cv2.filter2D(
+        image, depth, kernel, anchor=cv_anchor, borderType=border
+    )
+    factors = separable_factors(weights)
+    if factors is not None:
+        column, row = (f.astype(image.dtype) for f in factors)
+        runs["cv2.sepFilter2D"] = lambda: cv2.sepFilter2D(
+            image, depth, row, column, anchor=cv_anchor, borderType=border
+        )
+    terms = separable_terms(weights)
+    if terms is not None and len(terms) > 1:
+        runs["low-rank sum"] = lambda: correlate_terms(image, terms, anchor, border)
+    if kh * kw >= FFT_MIN_TAPS:
+        runs["fft backend"] = lambda: get_backend("fft")(image, weights, anchor, REPLICATE)
+    return runs
+
+
+def median_ms(runs: dict[str, Callable[[], object]], repeat: int) -> dict[str, float]:
+    """Each run's median time in ms over ``repeat`` interleaved rounds, after a warm-up."""
+    for run in runs.values():
+        run()
+    names = list(runs)
+    seconds: dict[str, list[float]] = {name: [] for name in names}
+    for round_ in range(repeat):
+        shift = round_ % len(names)
+        for name in names[shift:] + names[:shift]:
+            started = time.perf_counter()
+            runs[name]()
+            seconds[name].append(time.perf_counter() - started)
+    return {name: statistics.median(times) * 1000 for name, times in seconds.items()}
+
+
+def grid_shapes(size: int, quick: bool) -> list[tuple[int, int]]:
+    if quick:
+        sides, rectangles = QUICK_SQUARE_SIDES, QUICK_RECTANGLES
+    elif size >= LARGE_IMAGE:
+        sides, rectangles = LARGE_SQUARE_SIDES, LARGE_RECTANGLES
+    else:
+        sides, rectangles = SQUARE_SIDES, RECTANGLES
+    return [(n, n) for n in sides] + list(rectangles)
+
+
+def strategy_label(image: np.ndarray, weights: np.ndarray, model: CostModel) -> str:
+    kh, kw = weights.shape
+    chosen = plan(image, weights, (kh // 2, kw // 2), REPLICATE, model)
+    return f"{chosen.strategy}{len(chosen.terms)}" if chosen.terms else chosen.strategy
+
+
+def run_grid(args: argparse.Namespace, models: dict[str, CostModel]) -> list[dict]:
+    rng = np.random.default_rng(0)
+    cells = []
+    for size in args.sizes:
+        for precision in args.precisions:
+            image = rng.random((size, size)).astype(precision)
+            for kh, kw in grid_shapes(size, args.quick):
+                for rank in RANKS:
+                    if rank == "2" and min(kh, kw) < 2:
+                        continue
+                    weights = kernel_of_rank(rank, kh, kw, rng)
+                    times = median_ms(contenders(image, weights, models), args.repeat)
+                    cell = {"size": size, "precision": precision, "kernel": [kh, kw],
+                            "rank": rank, "ms": times}  # fmt: skip
+                    cell["picks"] = {m: strategy_label(image, weights, models[m]) for m in models}
+                    fastest = min((t, n) for n, t in times.items() if n not in models)
+                    cell["fastest"] = fastest[1]
+                    cell["ratios"] = {m: times[m] / fastest[0] for m in models}
+                    cells.append(cell)
+                    print(cell_line(cell), flush=True)
+    return cells
+
+
+def cell_line(cell: dict) -> str:
+    kh, kw = cell["kernel"]
+    autos = "  ".join(
+        f"{m} {cell['ms'][m]:7.1f} ms ({cell['picks'][m]}) x{cell['ratios'][m]:.2f}"
+        for m in cell["ratios"]
+    )
+    fastest = cell["fastest"]
+    return (
+        f"{cell['size']:>4}² {cell['precision']} {kh:>3}x{kw:<3} rank {cell['rank']:<4} "
+        f"{autos}  | fastest {fastest} {cell['ms'][fastest]:.1f} ms"
+    )
+
+
+def summary(cells: list[dict], models: dict[str, CostModel]) -> None:
+    print()
+    fingerprint = machine_fingerprint()
+    print(f"processor: {fingerprint['processor']}, {fingerprint['cores']} cores, "
+          f"OpenCV {fingerprint['opencv']}, numpy {fingerprint['numpy']}, "
+          f"scipy {fingerprint['scipy']}")  # fmt: skip
+    for name in models:
+        ratios = sorted(cells, key=lambda c: c["ratios"][name], reverse=True)
+        over = sum(c["ratios"][name] > 1.1 for c in cells)
+        geometric = float(np.exp(np.mean([np.log(c["ratios"][name]) for c in cells])))
+        print(f"{name}: {len(cells)} cells, {over} over 1.1x, geometric mean x{geometric:.3f}, "
+              f"worst:")  # fmt: skip
+        for cell in ratios[:3]:
+            print("   ", cell_line(cell))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer shapes, 512 and 2048 only")
+    parser.add_argument("--sizes", help="image sides, comma-separated")
+    parser.add_argument("--precisions", default="float64,float32")
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--calibrate", action="store_true", help="calibrate this machine first")
+    parser.add_argument("--json", help="write the cells to this file")
+    args = parser.parse_args()
+    default_sizes = "512,2048" if args.quick else "512,1024,2048,4096"
+    args.sizes = [int(s) for s in (args.sizes or default_sizes).split(",")]
+    args.precisions = args.precisions.split(",")
+    if args.calibrate:
+        done = calibrate()
+        print(f"calibrated in {done.seconds:.0f} s: {done.path}")
+    models = {"auto": BUILT_IN}
+    calibrated = read_calibration(calibration_path())
+    if calibrated is not None:
+        models["auto (calibrated)"] = calibrated
+    print(f"load average before: {os.getloadavg()[0]:.2f}")
+    started = time.perf_counter()
+    cells = run_grid(args, models)
+    summary(cells, models)
+    print(f"load average after: {os.getloadavg()[0]:.2f}; {time.perf_counter() - started:.0f} s")
+    if args.json:
+        with open(args.json, "w") as out:
+            json.dump(cells, out, indent=1)
+
+
+if __name__ == "__main__":
+    main()
