@@ -13,6 +13,7 @@ dask is imported only here, and only when a dask array is filtered (the ``[scale
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -57,6 +58,75 @@ def convolve_lazy(
     dask.array.Array
         Lazy; the shape and dtype the in-memory call returns.
     """
+    dtype = np.dtype(np.float32 if precision == "float32" else np.float64)
+
+    def run(tile: np.ndarray, mode: Padding) -> np.ndarray:
+        from convkit.engine import convolve
+
+        return convolve(tile, kernel, padding=mode, backend=backend, precision=precision)
+
+    return _map_tiles(image, kernel, padding, run, dtype)
+
+
+def convolve_lazy_to_image(
+    image: da.Array,
+    kernel: Kernel,
+    padding: Padding,
+    backend: str = "filter2d",
+    precision: str = "float64",
+    rescale: str = "clip",
+    bias: float = 0.0,
+    activation: str | None = None,
+) -> da.Array:
+    """``to_image(convolve_lazy(image, ...), like=image, ...)``, tile by tile through
+    `convkit.engine.convolve_to_image`: no tile's float response outlives its task, and
+    OpenCV's saturating filter writes the pixels in one pass where that is exact.
+
+    Parameters
+    ----------
+    image, kernel, padding, backend, precision
+        As for `convolve_lazy` (``image`` holds the channels to filter: no alpha).
+    rescale : {"clip", "abs", "none"}
+        A policy that turns each value into a pixel on its own; ``minmax`` needs the whole
+        response's bounds first (see `convkit.tiled`).
+    bias, activation
+        As for `convkit.postprocess.to_image`.
+
+    Returns
+    -------
+    dask.array.Array
+        Lazy: uint8 or uint16 as the image's depth (float64 under ``none``), the shape the
+        in-memory call gives.
+    """
+    from convkit.postprocess import PER_PIXEL_POLICIES, output_dtype
+
+    if rescale not in (*PER_PIXEL_POLICIES, "none"):
+        raise UsageError(
+            f"rescale {rescale!r} needs the whole response: filter with convolve_lazy and "
+            "stretch its bounds"
+        )
+    dtype = np.dtype(np.float64) if rescale == "none" else output_dtype(image.dtype)
+
+    def run(tile: np.ndarray, mode: Padding) -> np.ndarray:
+        from convkit.engine import convolve_to_image
+
+        return convolve_to_image(
+            tile, kernel, padding=mode, backend=backend, precision=precision,
+            rescale=rescale, bias=bias, activation=activation,
+        )  # fmt: skip
+
+    return _map_tiles(image, kernel, padding, run, dtype)
+
+
+TileFn = Callable[[np.ndarray, Padding], np.ndarray]
+
+
+def _map_tiles(
+    image: da.Array, kernel: Kernel, padding: Padding, run: TileFn, dtype: np.dtype
+) -> da.Array:
+    """``run(tile, Padding("valid"))`` on every chunk with its halo, the borders padded
+    lazily by ``padding``'s rule; ``run(whole, padding)`` on an image smaller than the
+    kernel. The result is anchored as the in-memory call's."""
     import dask.array as da
 
     height, width = image.shape[:2]
@@ -69,7 +139,8 @@ def convolve_lazy(
     if padding.mode != "valid" and (kh > height or kw > width):
         # The padding repeats the whole image more than once: an image this small fits in
         # memory, where numpy's padding does that exactly.
-        return _in_memory(image, kernel, padding, backend, precision)
+        result = run(image.compute(), padding)
+        return da.from_array(result, chunks=result.shape)
     ay, ax = kernel.anchor
     before, after = (ay, ax), (kh - 1 - ay, kw - 1 - ax)
     padded = _pad(image, before, after, padding)
@@ -77,10 +148,9 @@ def convolve_lazy(
     depth = {0: (before[0], after[0]), 1: (before[1], after[1])}
     if padded.ndim == 3:
         depth[2] = 0
-    dtype = np.dtype(np.float32 if precision == "float32" else np.float64)
 
     def filter_tile(tile: np.ndarray, block_info=None) -> np.ndarray:
-        return _filter_tile(tile, block_info, kernel, before, after, backend, precision)
+        return _filter_tile(tile, block_info, before, after, run)
 
     anchored = da.map_overlap(
         filter_tile, padded, depth=depth, boundary="none", trim=False,
@@ -130,14 +200,12 @@ def _merged(sizes: tuple[int, ...], least: int) -> tuple[int, ...]:
     return tuple(merged)
 
 
-def _filter_tile(tile, block_info, kernel, before, after, backend, precision) -> np.ndarray:
+def _filter_tile(tile, block_info, before, after, run: TileFn) -> np.ndarray:
     """One tile with its halo, filtered ``valid`` back to the tile's own size.
 
     ``map_overlap`` gives tiles on the array's outer edge no halo there; that edge is the
     padding, whose own responses are cut away, so zeros stand in for the missing halo.
     """
-    from convkit.engine import convolve
-
     location = block_info[None]["array-location"]
     shape = block_info[None]["shape"]
     missing = [
@@ -147,15 +215,4 @@ def _filter_tile(tile, block_info, kernel, before, after, backend, precision) ->
     ]  # fmt: skip
     if any(n for pair in missing for n in pair):
         tile = np.pad(tile, missing + [(0, 0)] * (tile.ndim - 2))
-    return convolve(tile, kernel, padding="valid", backend=backend, precision=precision)
-
-
-def _in_memory(image: da.Array, kernel, padding, backend, precision) -> da.Array:
-    import dask.array as da
-
-    from convkit.engine import convolve
-
-    response = convolve(
-        image.compute(), kernel, padding=padding, backend=backend, precision=precision
-    )
-    return da.from_array(response, chunks=response.shape)
+    return run(tile, Padding("valid"))
