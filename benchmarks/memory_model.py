@@ -36,14 +36,14 @@ def estimate(path: Path, kernel: str, extra: list[str]) -> int:
     """The estimate `convkit.pipeline.check_resources` compares with --max-memory."""
     from convkit.imageio import read_image
     from convkit.kernel_files import resolve_kernel
-    from convkit.pipeline import ApplySettings, can_stream, strip_height
+    from convkit.pipeline import ApplySettings, streamed_rows
     from convkit.resources import run_peak_bytes
 
     image = read_image(path)
     backend = extra[extra.index("-b") + 1] if "-b" in extra else "filter2d"
     settings = ApplySettings(backends=(backend,), compare="--no-compare" not in extra)
     k = resolve_kernel(kernel, kernel)
-    rows = strip_height(image.shape) if can_stream(image, k, (backend,), settings) else None
+    rows = streamed_rows(image, k, (backend,), settings)
     return run_peak_bytes((backend,), image.shape, 1, k.shape, False, 8, rows)[backend]
 
 

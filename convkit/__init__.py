@@ -4,7 +4,7 @@ Examples
 --------
 >>> import numpy as np, convkit
 >>> image = np.array([[1, 2, 3], [4, 5, 6], [7, 8, 9]], dtype=np.uint8)
->>> convkit.convolve(image, [[0, 1], [1, 0]], padding="valid", backend="naive")
+>>> convkit.convolve(image, [[0, 1], [1, 0]], padding="valid")
 array([[ 6.,  8.],
        [12., 14.]])
 """

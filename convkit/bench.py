@@ -1,7 +1,9 @@
 """``convkit bench``: time every backend over image sizes and kernels, in one process.
 
-The naive loop runs only where it finishes in a few seconds; its larger cells are
-extrapolated from its measured cost per pixel and marked as such.
+A slow backend (one whose registry entry has a `convkit.backends.Cost`, such as the naive
+loop) runs once, with no warm-up, and only where its estimate is within
+`SLOW_BUDGET_SECONDS`; its larger cells are extrapolated from its measured cost per pixel
+and marked as such.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from convkit.backends import available_backends, check_backend_name, get_backend
+from convkit.backends import KNOWN_BACKENDS, available_backends, check_backend_name, get_backend
 from convkit.engine import convolve
 from convkit.kernels import Kernel
 from convkit.timing import run_timed
@@ -19,8 +21,11 @@ from convkit.verify import synthetic_image
 
 DEFAULT_SIZES = (512, 2048)
 DEFAULT_KERNELS = ("sharpen", "small_blur", "large_blur", "motion:21:30")
-# The naive loop is measured up to this many pixels (~3 s at 3 us a pixel), else extrapolated.
-NAIVE_MAX_PIXELS = 1_000_000
+# A slow backend is measured where its estimate is at most this (the naive loop: about a
+# megapixel with a small kernel), else extrapolated.
+SLOW_BUDGET_SECONDS = 4.0
+# A slow backend never measured on a kernel learns its rate on a card this large.
+RATE_CARD_SIZE = 256
 
 
 @dataclass(frozen=True)
@@ -54,27 +59,34 @@ def run_bench(
     for name in names:
         get_backend(name)  # imports outside the timings
     cells: list[BenchCell] = []
-    naive_ms_per_pixel: dict[str, float] = {}
+    ms_per_pixel: dict[tuple[str, str], float] = {}  # a slow backend's measured rate
     total = len(sizes) * len(kernels) * len(names)
     for size in sorted(sizes):
         image = synthetic_image(size).astype(np.float64)
         for kernel in kernels:
             for backend in names:
-                if backend == "naive" and size * size > NAIVE_MAX_PIXELS:
-                    cells.append(_extrapolated(size, kernel, naive_ms_per_pixel))
+                if _over_budget(backend, size, kernel):
+                    cells.append(_extrapolated(size, kernel, backend, ms_per_pixel))
                 else:
                     cells.append(_measure(image, kernel, backend, repeat))
-                    if backend == "naive":
-                        naive_ms_per_pixel[kernel.name] = cells[-1].median_ms / (size * size)
+                    if KNOWN_BACKENDS[backend].cost is not None:
+                        ms_per_pixel[backend, kernel.name] = cells[-1].median_ms / (size * size)
                 if progress is not None:
                     progress(len(cells), total)
     return cells
 
 
+def _over_budget(backend: str, size: int, kernel: Kernel) -> bool:
+    """Whether a slow backend's estimate for this cell exceeds `SLOW_BUDGET_SECONDS`."""
+    cost = KNOWN_BACKENDS[backend].cost
+    return cost is not None and cost.seconds(size * size, kernel.shape) > SLOW_BUDGET_SECONDS
+
+
 def _measure(image: np.ndarray, kernel: Kernel, backend: str, repeat: int) -> BenchCell:
-    runs = 1 if backend == "naive" else repeat
-    if backend != "naive":
+    slow = KNOWN_BACKENDS[backend].cost is not None
+    if not slow:
         convolve(image, kernel, backend=backend)  # warm-up: first-call set-up is not timed
+    runs = 1 if slow else repeat
     _, timing = run_timed(backend, lambda: convolve(image, kernel, backend=backend), runs)
     size = image.shape[0]
     return BenchCell(
@@ -82,13 +94,14 @@ def _measure(image: np.ndarray, kernel: Kernel, backend: str, repeat: int) -> Be
     )
 
 
-def _extrapolated(size: int, kernel: Kernel, per_pixel: dict[str, float]) -> BenchCell:
-    if kernel.name not in per_pixel:  # never measured: time a small card to learn the rate
-        small = synthetic_image(256).astype(np.float64)
-        _, timing = run_timed("naive", lambda: convolve(small, kernel, backend="naive"), 1)
-        per_pixel[kernel.name] = timing.median_ms / (256 * 256)
-    estimate = per_pixel[kernel.name] * size * size
-    return BenchCell(size, kernel.name, kernel.shape, "naive", 0, estimate, estimate, True)
+def _extrapolated(
+    size: int, kernel: Kernel, backend: str, ms_per_pixel: dict[tuple[str, str], float]
+) -> BenchCell:
+    if (backend, kernel.name) not in ms_per_pixel:  # never measured: time a small card
+        card = _measure(synthetic_image(RATE_CARD_SIZE).astype(np.float64), kernel, backend, 1)
+        ms_per_pixel[backend, kernel.name] = card.median_ms / RATE_CARD_SIZE**2
+    estimate = ms_per_pixel[backend, kernel.name] * size * size
+    return BenchCell(size, kernel.name, kernel.shape, backend, 0, estimate, estimate, True)
 
 
 def fastest_ratios(cells: Sequence[BenchCell]) -> dict[tuple[int, str, str], float]:
@@ -130,7 +143,7 @@ def plot_bench(cells: Sequence[BenchCell], path) -> None:
     axes.set_yscale("log")
     axes.set_xlabel("kernel taps (kH x kW)")
     axes.set_ylabel("median ms")
-    axes.set_title("convkit bench (dashed: naive, extrapolated)")
+    axes.set_title("convkit bench (dashed: extrapolated)")
     axes.legend(fontsize="small")
     figure.tight_layout()
     figure.savefig(path, dpi=100)

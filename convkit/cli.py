@@ -277,6 +277,23 @@ class Size(click.ParamType):
             self.fail(str(exc), param, ctx)
 
 
+class BackendOption(click.Option):
+    """``--backend``, whose help lists the registry's backends when it is shown: a backend
+    added with `convkit.backends.register_backend` is listed too."""
+
+    def get_help_record(self, ctx):
+        from convkit.backends import KNOWN_BACKENDS
+        from convkit.pipeline import REFERENCE_BUDGET_SECONDS, default_backends
+
+        *names, last = KNOWN_BACKENDS
+        reference, fast = default_backends()
+        self.help = (
+            f"{', '.join(names)} or {last}. Repeatable. Default: {reference} and {fast} "
+            f"({reference} left out when it would take over ~{REFERENCE_BUDGET_SECONDS:g} s)."
+        )
+        return super().get_help_record(ctx)
+
+
 def padding_options(command):
     names = ", ".join(PADDING_MODES)
     aliases = ", ".join(f"{a}={c}" for a, c in PADDING_ALIASES.items())
@@ -405,9 +422,7 @@ def output_options(command):
 )
 @kernel_options
 @padding_options
-@click.option("--backend", "-b", "backends", multiple=True, metavar="NAME",
-              help="naive, filter2d, numpy, fft or auto. Repeatable. Default: naive and filter2d "
-                   "(naive left out when it would take over ~10 s).")  # fmt: skip
+@click.option("--backend", "-b", "backends", cls=BackendOption, multiple=True, metavar="NAME")
 @click.option("--flip", is_flag=True, help="True convolution: rotate the kernel by 180 degrees.")
 @click.option("--precision", type=click.Choice(["float64", "float32"]), default="float64",
               show_default=True,
@@ -617,9 +632,9 @@ def _stdin_reader(max_pixels: int):
 @click.option(
     "--tolerance",
     type=FiniteFloat(minimum=0),
-    default=1e-9,
-    show_default=True,
-    help="Allowed |diff| as a multiple of sum|K| x max|I|.",
+    default=None,
+    help="Allowed |diff| as a multiple of sum|K| x max|I|. Default: the loosest tolerance "
+    "that the compared backends' registry entries give.",
 )
 @click.option("--quiet", "-q", is_flag=True, help="Print disagreements only.")
 def verify(image_path, backends, tolerance, quiet):

@@ -12,8 +12,21 @@ from typing import NamedTuple
 
 import numpy as np
 
-from convkit.backends import KNOWN_BACKENDS, check_backend_name, get_backend
-from convkit.engine import check_fits, convolve_exact, working_dtype
+from convkit.backends import (
+    KNOWN_BACKENDS,
+    check_backend_name,
+    get_backend,
+    reference_among,
+    reference_backend,
+)
+from convkit.engine import (
+    DEFAULT_BACKEND,
+    check_fits,
+    convolve,
+    convolve_to_image,
+    crop_alpha,
+    strip_rows,
+)
 from convkit.imageio import (
     DEFAULT_MAX_PIXELS,
     OUTPUT_SUFFIXES,
@@ -27,10 +40,10 @@ from convkit.imageio import (
     write_atomic,
 )
 from convkit.kernels import Kernel, safe_name
-from convkit.padding import Padding, output_shape, pad_image
+from convkit.padding import Padding
 from convkit.plan import OutputPlan, image_stems
-from convkit.postprocess import output_dtype, to_image
-from convkit.resources import check_memory, naive_seconds
+from convkit.postprocess import attach_alpha, split_alpha, to_image
+from convkit.resources import check_memory
 from convkit.stack import Stack, run_stack
 from convkit.timing import (
     Timing,
@@ -40,8 +53,9 @@ from convkit.timing import (
     run_timed,
 )
 
-NAIVE_BUDGET_SECONDS = 10.0
-DEFAULT_BACKENDS = ("naive", "filter2d")
+# By default the reference runs beside the fast backend unless its estimate exceeds this.
+REFERENCE_BUDGET_SECONDS = 10.0
+# DESIGN §4: batches run `auto`, the fastest for each kernel.
 BATCH_BACKEND = "auto"
 
 # progress(label, done, total)
@@ -52,7 +66,7 @@ class ApplySettings(NamedTuple):
     """Everything ``apply`` needs besides the image and the kernels."""
 
     padding: Padding = Padding()
-    backends: tuple[str, ...] | None = None  # None: the defaults, naive left out when slow
+    backends: tuple[str, ...] | None = None  # None: the defaults, the reference left out when slow
     flip: bool = False
     gray: bool = False
     rescale: str = "clip"
@@ -83,7 +97,7 @@ class BackendRow(NamedTuple):
     min_ms: float
     max_abs_diff: float
     output: str | None
-    # Where the backend ran on a crop only (the default naive reference): "WxH+X+Y", as
+    # Where the backend ran on a crop only (the default reference): "WxH+X+Y", as
     # ImageMagick writes a geometry; its times are then extrapolated to the whole image.
     crop: str | None = None
 
@@ -125,6 +139,11 @@ class ImageReport:
         self.notes: list[str] = notes or []
         self.stdout_bytes: bytes | None = None  # the encoded image, when it goes to stdout
         self.alpha = False  # whether the input had an alpha channel (carried through)
+
+    @property
+    def readable_reference(self) -> str | None:
+        """The registry's readable reference backend, where it ran: the speed-up column's base."""
+        return reference_among(self.backends)
 
     @property
     def rows(self) -> list[BackendRow]:
@@ -187,6 +206,12 @@ def plan_outputs(
     return plan, pairs
 
 
+def default_backends() -> tuple[str, str]:
+    """What ``apply`` runs on a single image by default: the registry's readable reference
+    and the engine's default backend."""
+    return reference_backend(), DEFAULT_BACKEND
+
+
 def choose_backends(
     requested: Sequence[str] | None,
     image_shape: tuple[int, ...],
@@ -195,36 +220,37 @@ def choose_backends(
     image_count: int = 1,
     crop_side: int | None = None,
 ) -> tuple[tuple[str, ...], str | None]:
-    """The backends to run, and a note when the naive loop was left out of the defaults.
+    """The backends to run, and a note when the reference was left out of the defaults.
 
-    Backends the user named are always run. By default a single image runs the naive loop
-    beside filter2d — on a crop of ``crop_side`` pixels square when that is given
-    (`naive_crop_side`) — unless its estimated time (pixels x kernel taps,
-    `naive_seconds`) exceeds `NAIVE_BUDGET_SECONDS`; a batch of several images runs `auto`
-    alone (the naive loop would cost seconds per image).
+    Backends the user named are always run. By default a single image runs the reference
+    beside the default backend (`default_backends`) — on a crop of ``crop_side`` pixels
+    square when that is given (`reference_crop_side`) — unless its estimated time (its
+    registry cost: pixels x kernel taps) exceeds `REFERENCE_BUDGET_SECONDS`; a batch of
+    several images runs `BATCH_BACKEND` alone (the reference would cost seconds per image).
     """
     if requested:
         names = tuple(dict.fromkeys(check_backend_name(b) for b in requested))
         return names, None
-    fast = tuple(b for b in DEFAULT_BACKENDS if b != "naive")
-    force = "add --backend naive --backend filter2d to run it anyway"
-    if image_count > 1:  # DESIGN §4: batches run `auto`, the fastest for each kernel
-        note = f"batch of {image_count} images: backend auto, naive left out ({force})"
-        return (BATCH_BACKEND,), note
+    reference, fast = default_backends()
+    force = f"add --backend {reference} --backend {fast} to run it anyway"
+    if image_count > 1:
+        note = f"batch of {image_count} images: backend {BATCH_BACKEND}, {reference} left out"
+        return (BATCH_BACKEND,), f"{note} ({force})"
     if crop_side is not None:
         crop = (min(crop_side, image_shape[0]), min(crop_side, image_shape[1]))
         image_shape = crop + tuple(image_shape[2:])
     samples = int(np.prod(image_shape))
     layers = [k for kernel in kernels for k in _kernels_of(kernel)]
-    estimate = repeat * sum(naive_seconds(samples, k.shape) for k in layers)
-    if estimate <= NAIVE_BUDGET_SECONDS:
-        return DEFAULT_BACKENDS, None
+    cost = KNOWN_BACKENDS[reference].cost
+    estimate = 0.0 if cost is None else repeat * sum(cost.seconds(samples, k.shape) for k in layers)
+    if estimate <= REFERENCE_BUDGET_SECONDS:
+        return (reference, fast), None
     if crop_side is not None:
         where = f"a {image_shape[1]}x{image_shape[0]} crop"
     else:
         where = f"this {image_shape[0] * image_shape[1] / 1e6:.2g}-megapixel image"
-    return fast, (
-        f"naive backend left out: about {_duration(estimate)} for {len(layers)} "
+    return (fast,), (
+        f"{reference} backend left out: about {_duration(estimate)} for {len(layers)} "
         f"kernel{'s' * (len(layers) > 1)} on {where} ({force})"
     )
 
@@ -253,23 +279,26 @@ def check_resources(
     item = 4 if settings.precision == "float32" else 8
     valid = settings.padding.mode == "valid"
     for kernel in kernels:
-        strip_rows = None
-        if can_stream(color, kernel, backends, settings):
-            strip_rows = strip_height(color.shape)
+        rows = streamed_rows(color, kernel, backends, settings)
         for layer in _kernels_of(kernel):
             check_memory(
                 backends, color.shape, image_item, layer.name, layer.shape, valid,
-                settings.max_memory, item, strip_rows,
+                settings.max_memory, item, rows,
             )  # fmt: skip
 
 
-def split_alpha(image: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-    """Colour (or grey) channels, and the alpha channel that is carried through unfiltered."""
-    if image.ndim == 3 and image.shape[2] == 2:  # grey + alpha: the grey plane alone
-        return image[..., 0], image[..., 1]
-    if image.ndim == 3 and image.shape[2] == 4:
-        return image[..., :-1], image[..., -1]
-    return image, None
+def streamed_rows(
+    color: np.ndarray, kernel: Kernel | Stack, backends: tuple[str, ...], settings: ApplySettings
+) -> int | None:
+    """The rows per strip with which a kernel's output image is streamed
+    (`convkit.engine.convolve_to_image`), or None where the whole response is kept.
+
+    Streaming needs nothing to want the whole response (one backend, no comparison picture,
+    one kernel rather than a stack) and the engine to stream the case (`strip_rows`).
+    """
+    if len(backends) != 1 or settings.compare or not isinstance(kernel, Kernel):
+        return None
+    return strip_rows(color, kernel, settings.padding, backends[0], settings.rescale)
 
 
 def to_gray(image: np.ndarray) -> np.ndarray:
@@ -282,26 +311,6 @@ def to_gray(image: np.ndarray) -> np.ndarray:
     if code is None:
         return image[..., 0]
     return cv2.cvtColor(image, code)
-
-
-def attach_alpha(image: np.ndarray, alpha: np.ndarray | None) -> np.ndarray:
-    """Put the alpha channel back as the last channel."""
-    if alpha is None:
-        return image
-    planes = image if image.ndim == 3 else image[..., np.newaxis]
-    return np.concatenate([planes, alpha.astype(image.dtype)[..., np.newaxis]], axis=-1)
-
-
-def crop_alpha(
-    alpha: np.ndarray | None, kernel: Kernel | Stack, padding: Padding, flip: bool = False
-) -> np.ndarray | None:
-    """Under ``valid`` the output pixel (y, x) sits over input pixel (y + ay, x + ax)."""
-    if alpha is None or padding.mode != "valid":
-        return alpha
-    (kh, kw), (ay, ax) = kernel.shape, kernel.anchor
-    if flip:
-        ay, ax = kh - 1 - ay, kw - 1 - ax
-    return alpha[ay : ay + alpha.shape[0] - kh + 1, ax : ax + alpha.shape[1] - kw + 1]
 
 
 def prepare_image(
@@ -326,9 +335,10 @@ def apply_image(
     The outputs of every kernel are planned (`plan_outputs`), and checked against the inputs,
     before anything is written; a batch passes the pairs it planned for the whole run as
     ``outputs``. The filtered image comes from the fastest backend that ran; the reference
-    for max |diff| is ``naive`` where it ran, else the first backend. With
-    ``settings.out_dir=None`` the filtered image is returned encoded in ``stdout_bytes``.
-    ``image_count`` is the size of the batch this image belongs to (for the naive estimate).
+    for max |diff| is the registry's readable reference where it ran, else the first
+    backend. With ``settings.out_dir=None`` the filtered image is returned encoded in
+    ``stdout_bytes``. ``image_count`` is the size of the batch this image belongs to (for
+    the reference's estimate).
 
     Raises
     ------
@@ -347,7 +357,7 @@ def apply_image(
     color, alpha = prepare_image(image, settings)
     for kernel in kernels:
         check_fits(color.shape, kernel, settings.padding)  # a stack by its receptive field
-    crop_side = naive_crop_side(settings.backends, color.shape, kernels, image_count)
+    crop_side = reference_crop_side(settings.backends, color.shape, kernels, image_count)
     backends, note = choose_backends(
         settings.backends, color.shape, kernels, settings.repeat, image_count, crop_side
     )
@@ -377,8 +387,7 @@ def apply_image(
             row._replace(output=str(output)) if row.backend == result.fastest and output else row
             for row in result.rows
         )
-        direct = all(KNOWN_BACKENDS[b].direct for b in backends)
-        factor = agreement_factor(direct, settings.precision)
+        factor = agreement_factor(backends, settings.precision)
         tolerance = agreement_tolerance(_abs_sum(kernel), color, factor)
         report.results.append(
             KernelResult(kernel, rows, result.reference, tolerance, output, compare)
@@ -386,23 +395,23 @@ def apply_image(
     return report
 
 
-# By default the naive reference runs on a crop this large of an image larger than it.
-NAIVE_CROP_SIDE = 256
+# By default the reference runs on a crop this large of an image larger than it.
+REFERENCE_CROP_SIDE = 256
 
 
-def naive_crop_side(
+def reference_crop_side(
     requested: Sequence[str] | None,
     image_shape: tuple[int, ...],
     kernels: Sequence[Kernel | Stack],
     image_count: int = 1,
 ) -> int | None:
-    """The side of the crop the default naive reference runs on, or None where it runs on
+    """The side of the crop the default reference runs on, or None where it runs on
     the whole image (or not at all): the user named backends, a batch, an image no larger
     than the crop, or a stack (whose inner layers need the whole image's borders)."""
     if requested or image_count > 1 or any(isinstance(k, Stack) for k in kernels):
         return None
     height, width = image_shape[:2]
-    return NAIVE_CROP_SIDE if max(height, width) > NAIVE_CROP_SIDE else None
+    return REFERENCE_CROP_SIDE if max(height, width) > REFERENCE_CROP_SIDE else None
 
 
 class KernelRun(NamedTuple):
@@ -419,8 +428,9 @@ class KernelRun(NamedTuple):
 
 
 class ReferenceCrop(NamedTuple):
-    """The naive reference's response on one region of the image."""
+    """The reference backend's response on one region of the image."""
 
+    backend: str
     region: tuple[int, int, int, int]  # y, x, height, width
     response: np.ndarray
 
@@ -445,27 +455,29 @@ def _apply_kernel(
     progress: ProgressFn | None,
     crop_side: int | None,
 ) -> KernelRun:
-    """Run one kernel on every backend (the naive one on a crop when ``crop_side`` is set)."""
+    """Run one kernel on every backend (the reference on a crop when ``crop_side`` is set)."""
     alpha = crop_alpha(alpha, kernel, settings.padding, settings.flip)
-    if can_stream(color, kernel, backends, settings):
+    readable = reference_among(backends)
+    on_crop = readable if crop_side else None
+    if streamed_rows(color, kernel, backends, settings) is not None:
         image, timing = run_timed(
-            backends[0], lambda: stream(color, kernel, backends[0], settings), settings.repeat
+            backends[0], lambda: _stream(color, kernel, backends[0], settings), settings.repeat
         )
         responses, timings, layers = {}, {backends[0]: timing}, {backends[0]: []}
         image = attach_alpha(image, alpha)
     else:
-        whole = [b for b in backends if not (crop_side and b == "naive")]
+        whole = [b for b in backends if b != on_crop]
         responses, timings, layers = _run_backends(color, kernel, whole, settings, progress)
     fastest = min(responses or timings, key=lambda b: timings[b].median_ms)
     crop = None
-    if crop_side and "naive" in backends:
-        crop, timings["naive"] = _naive_on_crop(
-            color, kernel, responses[fastest], crop_side, settings, progress
+    if on_crop is not None:
+        crop, timings[on_crop] = _reference_on_crop(
+            color, kernel, on_crop, responses[fastest], crop_side, settings, progress
         )
-        layers["naive"] = [crop.response]
+        layers[on_crop] = [crop.response]
     if responses:
         image = _render(responses[fastest], color, alpha, settings)
-    reference = "naive" if "naive" in backends else backends[0]
+    reference = readable or backends[0]
 
     def difference(backend: str) -> float:
         if backend == reference or not responses:
@@ -487,23 +499,33 @@ def _apply_kernel(
             min_ms=timings[b].min_ms,
             max_abs_diff=difference(b),
             output=None,
-            crop=crop.geometry if crop is not None and b == "naive" else None,
+            crop=crop.geometry if crop is not None and b == on_crop else None,
         )  # fmt: skip
         for b in backends
     )
     return KernelRun(image, rows, reference, fastest, responses, layers[reference], timings, crop)
 
 
-def _naive_on_crop(
+def _stream(color: np.ndarray, kernel: Kernel, backend: str, settings: ApplySettings) -> np.ndarray:
+    """The output image straight from the engine, in strips (`streamed_rows`)."""
+    return convolve_to_image(
+        color, kernel, padding=settings.padding, backend=backend, flip=settings.flip,
+        precision=settings.precision, rescale=settings.rescale, bias=settings.bias,
+        activation=settings.activation,
+    )  # fmt: skip
+
+
+def _reference_on_crop(
     color: np.ndarray,
     kernel: Kernel,
+    backend: str,
     response: np.ndarray,
     side: int,
     settings: ApplySettings,
     progress: ProgressFn | None,
 ) -> tuple[ReferenceCrop, Timing]:
-    """The naive loop on the region of ``response`` that `detail_region` picks, with its
-    time extrapolated to the whole image (by pixel count)."""
+    """The reference ``backend`` on the region of ``response`` that `detail_region` picks,
+    with its time extrapolated to the whole image (by pixel count)."""
     from convkit.compare import detail_region
 
     region = detail_region(response, side)
@@ -511,116 +533,27 @@ def _naive_on_crop(
     if progress is not None:
 
         def report(done: int, total: int) -> None:
-            progress(f"{kernel.name} on naive (crop)", done, total)
+            progress(f"{kernel.name} on {backend} (crop)", done, total)
 
     cropped, timing = run_timed(
-        "naive", lambda: correlate_region(color, kernel, region, settings, report), settings.repeat
+        backend,
+        lambda: convolve(
+            color,
+            kernel,
+            padding=settings.padding,
+            backend=backend,
+            flip=settings.flip,
+            progress=report,
+            precision=settings.precision,
+            region=region,
+            cast=False,
+        ),  # fmt: skip
+        settings.repeat,
     )
     y, x, height, width = region
     scale = response.shape[0] * response.shape[1] / (height * width)
-    extrapolated = Timing("naive", tuple(t * scale for t in timing.seconds))
-    return ReferenceCrop(region, cropped), extrapolated
-
-
-def correlate_region(
-    color: np.ndarray,
-    kernel: Kernel,
-    region: tuple[int, int, int, int],
-    settings: ApplySettings,
-    progress=None,
-    backend: str = "naive",
-) -> np.ndarray:
-    """The response on ``region`` (y, x, height, width of the output) alone, equal to the
-    same region of the whole image's response: the padded window under it, filtered
-    ``valid``."""
-    if settings.flip:
-        kernel = kernel.flipped()
-    y, x, height, width = region
-    kh, kw = kernel.shape
-    padded = pad_image(color, kernel.shape, kernel.anchor, settings.padding)
-    window = padded[y : y + height + kh - 1, x : x + width + kw - 1]
-    return convolve_exact(
-        window, kernel, "valid", backend=backend, progress=progress, precision=settings.precision
-    )
-
-
-# Rows of float response held at once when streaming: about this many bytes.
-STRIP_BYTES = 8 * 2**20
-
-
-def can_stream(
-    color: np.ndarray, kernel: Kernel | Stack, backends: tuple[str, ...], settings: ApplySettings
-) -> bool:
-    """Whether the image can be filtered in strips of rows, never holding a whole float copy.
-
-    That is when nothing needs the whole response: one fast backend, no comparison, a
-    per-pixel rescale policy, one kernel, and a border constant the image's type can hold.
-    """
-    if len(backends) != 1 or backends[0] == "naive" or settings.compare:
-        return False
-    if not isinstance(kernel, Kernel) or settings.rescale not in ("clip", "abs"):
-        return False
-    if settings.padding.mode == "constant" and color.dtype.kind in "ui":
-        info = np.iinfo(color.dtype)
-        cval = settings.padding.cval
-        return cval == round(cval) and info.min <= cval <= info.max
-    return True
-
-
-def strip_height(shape: tuple[int, ...], strip_bytes: int = STRIP_BYTES) -> int:
-    """Rows of output per strip: about ``strip_bytes`` of float64 response."""
-    channels = shape[2] if len(shape) == 3 else 1
-    return max(1, strip_bytes // (shape[1] * channels * 8))
-
-
-def saturates_exactly(
-    color: np.ndarray, kernel: Kernel, backend: str, settings: ApplySettings
-) -> bool:
-    """Whether OpenCV can write the clipped image in one pass, bit for bit what the float
-    path gives: integer sums that float32 holds exactly, clipped, nothing in between."""
-    plain = settings.rescale == "clip" and not settings.bias and settings.activation is None
-    small = color.ndim == 2 or color.shape[2] <= 4
-    exact = working_dtype(color.dtype, kernel.weights, settings.padding.cval, kernel.offset)
-    return (
-        backend in ("filter2d", "auto")
-        and plain
-        and small
-        and settings.precision == "float64"
-        and exact == np.float32
-    )
-
-
-def stream(
-    color: np.ndarray,
-    kernel: Kernel,
-    backend: str,
-    settings: ApplySettings,
-    strip_bytes: int = STRIP_BYTES,
-) -> np.ndarray:
-    """Filter and post-process in strips of rows: the output image, without a whole float copy.
-
-    The image is padded once (in its own type), then each strip of output rows is the
-    ``valid`` correlation of its rows plus a halo of kH - 1, turned into pixels at once.
-    Peak memory: about the image, its padded copy, the output and one strip of floats.
-    """
-    if settings.flip:
-        kernel = kernel.flipped()
-    if saturates_exactly(color, kernel, backend, settings):
-        from convkit.backends.filter2d import correlate_saturated
-
-        return correlate_saturated(color, kernel.weights, kernel.anchor, settings.padding)
-    padded = pad_image(color, kernel.shape, kernel.anchor, settings.padding)
-    height, width = output_shape(color.shape, kernel.shape, settings.padding.mode)
-    out = np.empty((height, width) + color.shape[2:], dtype=output_dtype(color))
-    rows = strip_height((height, width) + color.shape[2:], strip_bytes)
-    halo = kernel.shape[0] - 1
-    for top in range(0, height, rows):
-        bottom = min(height, top + rows)
-        response = convolve_exact(padded[top : bottom + halo], kernel, "valid", backend=backend,
-                                  precision=settings.precision)  # fmt: skip
-        out[top:bottom] = to_image(response, color, settings.rescale, settings.bias,
-                                   settings.activation)  # fmt: skip
-    return out
+    extrapolated = Timing(backend, tuple(t * scale for t in timing.seconds))
+    return ReferenceCrop(backend, region, cropped), extrapolated
 
 
 def _run_backends(
@@ -648,9 +581,9 @@ def _run_backends(
                     settings.precision,
                 )  # fmt: skip
             return [
-                convolve_exact(color, kernel, settings.padding, backend=backend,
-                               flip=settings.flip, progress=report,
-                               precision=settings.precision)
+                convolve(color, kernel, padding=settings.padding, backend=backend,
+                         flip=settings.flip, progress=report, precision=settings.precision,
+                         cast=False)
             ]  # fmt: skip
 
         layers[backend], timings[backend] = run_timed(backend, work, settings.repeat)
@@ -700,12 +633,12 @@ def _comparison(
     timings = result.timings
     responses = dict(result.responses)
     crop = result.crop
-    if crop is not None:  # the naive reference ran on this region alone: a panel of it
+    if crop is not None:  # the reference ran on this region alone: a panel of it
         y, x, height, width = crop.region
         cropped_alpha = None if alpha is None else alpha[y : y + height, x : x + width]
-        label = f"naive, {width}x{height} crop  {timings['naive'].median_ms:.0f} ms*"
+        label = f"{crop.backend}, {width}x{height} crop  {timings[crop.backend].median_ms:.0f} ms*"
         panels.append((label, _render(crop.response, color, cropped_alpha, shown)))
-        responses = {"naive": crop.response, **responses}
+        responses = {crop.backend: crop.response, **responses}
     for b, response in result.responses.items():
         # The fastest backend's panel is the image just written: no need to render it twice.
         same = b == result.fastest and shown is settings

@@ -13,7 +13,41 @@ import numpy as np
 from convkit.errors import UsageError
 
 RESCALE_POLICIES = ("clip", "abs", "minmax", "none")
+# The policies that turn each value into a pixel on its own (minmax needs the whole response).
+PER_PIXEL_POLICIES = ("clip", "abs")
 ACTIVATIONS = ("relu",)
+# DESIGN §2: the last of 2 channels (grey + alpha) or of 4 (colour + alpha) is alpha.
+ALPHA_CHANNEL_COUNTS = (2, 4)
+
+
+def has_alpha(image: np.ndarray) -> bool:
+    """Whether the last channel of ``image`` is an alpha channel: grey + alpha or BGRA."""
+    return image.ndim == 3 and image.shape[2] in ALPHA_CHANNEL_COUNTS
+
+
+def split_alpha(image: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """The channels to filter (a grey plane, or colour), and the alpha channel, or None.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> colour, alpha = split_alpha(np.zeros((2, 3, 4)))
+    >>> colour.shape, alpha.shape
+    ((2, 3, 3), (2, 3))
+    """
+    if not has_alpha(image):
+        return image, None
+    if image.shape[2] == 2:  # grey + alpha: the grey plane alone
+        return image[..., 0], image[..., 1]
+    return image[..., :-1], image[..., -1]
+
+
+def attach_alpha(image: np.ndarray, alpha: np.ndarray | None) -> np.ndarray:
+    """``image`` with ``alpha`` (converted to its type) as its last channel; as is for None."""
+    if alpha is None:
+        return image
+    planes = image if image.ndim == 3 else image[..., np.newaxis]
+    return np.concatenate([planes, alpha.astype(image.dtype)[..., np.newaxis]], axis=-1)
 
 
 def output_dtype(like: np.ndarray | np.dtype | type) -> np.dtype:
@@ -58,6 +92,22 @@ def check_response(response: object) -> np.ndarray:
     return response if response.dtype.kind == "f" else response.astype(np.float64)
 
 
+def check_post_processing(
+    rescale: str, bias: float = 0.0, activation: str | None = None
+) -> tuple[str, float, str | None]:
+    """The rescale policy and activation lower-cased, and the bias as a float.
+
+    Raises
+    ------
+    UsageError
+        For an unknown rescale policy or activation, or a non-finite bias.
+    """
+    if rescale is None:
+        raise UsageError(f"unknown rescale policy None: use one of {', '.join(RESCALE_POLICIES)}")
+    policy = check_choice(rescale, RESCALE_POLICIES, "rescale policy")
+    return policy, check_bias(bias), check_choice(activation, ACTIVATIONS, "activation")
+
+
 def activate(response: np.ndarray, bias: float = 0.0, activation: str | None = None) -> np.ndarray:
     """Add ``bias``, then apply ``activation`` (``relu``: max(0, x)); a new float64 array.
 
@@ -94,6 +144,9 @@ def to_image(
         A float response from `convolve`.
     like : ndarray or dtype
         The input image (or its dtype): 16-bit stays 16-bit, anything else becomes 8-bit.
+        Where ``like`` has an alpha channel (grey + alpha, or 4 channels) and the response as
+        many channels, the response's last channel is the alpha that `convolve` carried
+        through: it is only converted to the output type, not rescaled, biased or activated.
     rescale : {"clip", "abs", "minmax", "none"}
         ``clip``: clip to the depth's range and round half to even. ``abs``: absolute value,
         then clip (the usual way to show edge responses). ``minmax``: stretch the response's
@@ -120,13 +173,18 @@ def to_image(
     >>> import numpy as np
     >>> to_image(np.array([[-3.0, 0.5, 1.5, 300.0]]))
     array([[  0,   0,   2, 255]], dtype=uint8)
+
+    The alpha channel of a BGRA image comes back as it was:
+
+    >>> rgba = np.array([[[10, 20, 30, 128]]], dtype=np.uint8)
+    >>> to_image(np.array([[[-5.0, 20.4, 300.0, 128.0]]]), like=rgba, bias=1.0)
+    array([[[  0,  21, 255, 128]]], dtype=uint8)
     """
-    if rescale is None:
-        raise UsageError(f"unknown rescale policy None: use one of {', '.join(RESCALE_POLICIES)}")
-    policy = check_choice(rescale, RESCALE_POLICIES, "rescale policy")
-    activation = check_choice(activation, ACTIVATIONS, "activation")
-    bias = check_bias(bias)
+    policy, bias, activation = check_post_processing(rescale, bias, activation)
     response = check_response(response)
+    if isinstance(like, np.ndarray) and has_alpha(like) and response.shape[2:] == like.shape[2:]:
+        colour, alpha = split_alpha(response)
+        return attach_alpha(to_image(colour, like.dtype, policy, bias, activation), alpha)
     if policy == "none":
         return activate(response, bias, activation)
     dtype = output_dtype(like)

@@ -1,6 +1,7 @@
-"""What a run will cost, estimated before it starts: peak memory per backend, and the naive
-loop's time. The command line refuses what exceeds ``--max-memory`` instead of letting the
-out-of-memory killer end the run an hour later.
+"""What a run will cost in memory, estimated before it starts: peak bytes per backend (a slow
+backend's time is its registry entry's `convkit.backends.Cost`). The command line refuses
+what exceeds ``--max-memory`` instead of letting the out-of-memory killer end the run an hour
+later.
 
 The memory model counts the arrays each backend allocates (see each backend module) and is
 meant to be generous: it may refuse a run that would have fitted with some room, but a run
@@ -13,13 +14,8 @@ from __future__ import annotations
 import os
 import re
 
+from convkit.backends import KNOWN_BACKENDS
 from convkit.errors import UsageError
-
-# The naive loop's cost per output sample (pixel x channel): a fixed part for the Python
-# loop and one per kernel tap for numpy's multiply-and-sum. Measured on a 2-core AMD EPYC:
-# 4.0 us per sample with a 1x1 kernel, +1.3 ns per tap up to 401x401.
-NAIVE_SECONDS_PER_SAMPLE = 4e-6
-NAIVE_SECONDS_PER_TAP = 1.3e-9
 
 _SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*", re.IGNORECASE)
 _UNITS = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
@@ -69,12 +65,6 @@ def default_max_memory() -> int:
     return total // 2 if total else 4 * 2**30
 
 
-def naive_seconds(samples: int, kernel_shape: tuple[int, int]) -> float:
-    """The naive loop's estimated time for ``samples`` output samples (pixels x channels)."""
-    taps = kernel_shape[0] * kernel_shape[1]
-    return samples * (NAIVE_SECONDS_PER_SAMPLE + NAIVE_SECONDS_PER_TAP * taps)
-
-
 def _fast_length(n: int) -> int:
     """An upper bound of scipy's ``next_fast_len(n)``: the next 5-smooth number is never
     more than 25 % above ``n`` for the sizes that matter; used for an estimate only."""
@@ -99,7 +89,8 @@ def backend_peak_bytes(
     padded = (height + grow_h) * (width + grow_w)  # samples of one padded plane
     out = height * width
     kernel = kh * kw * 8
-    if backend == "naive":  # one plane at a time; the planes' responses are stacked at the end
+    if not KNOWN_BACKENDS[backend].multichannel:
+        # The engine hands it one plane at a time and stacks the planes' responses at the end.
         return padded * item + 2 * out * channels * 8 + 2 * kernel
     if backend == "numpy":
         return (padded + 2 * out) * channels * item + kernel

@@ -11,7 +11,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from convkit.engine import convolve_exact
+from convkit.engine import convolve
 from convkit.errors import KernelError
 from convkit.kernels import Kernel, quoted
 from convkit.padding import Padding
@@ -100,8 +100,8 @@ def run_stack(
     current = image
     for step in stack.steps:
         if isinstance(step, Kernel):
-            current = convolve_exact(current, step, padding, backend=backend, flip=flip,
-                                     progress=progress, precision=precision)  # fmt: skip
+            current = convolve(current, step, padding=padding, backend=backend, flip=flip,
+                               progress=progress, precision=precision, cast=False)  # fmt: skip
         else:
             current = np.maximum(current, 0.0)
         responses.append(current)

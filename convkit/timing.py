@@ -3,26 +3,25 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import NamedTuple, TypeVar
 
 import numpy as np
 
+from convkit.backends import AGREEMENT_FACTOR, KNOWN_BACKENDS
+
 T = TypeVar("T")
 
-# DESIGN §2: direct-sum backends agree within this many units of sum|K| * max|I|; FFT
-# round-off grows with the image, and float32 keeps about 7 digits.
-AGREEMENT_FACTOR = 1e-9
-FFT_AGREEMENT_FACTOR = 1e-6
+# float32 keeps about 7 digits: every backend agrees within this in float32.
 FLOAT32_AGREEMENT_FACTOR = 1e-5
 
 
-def agreement_factor(direct: bool = True, precision: str = "float64") -> float:
-    """How loose the agreement check is: by precision, then by whether every backend sums
-    products directly (``direct``) or one goes through an FFT."""
-    if precision == "float32":
-        return FLOAT32_AGREEMENT_FACTOR
-    return AGREEMENT_FACTOR if direct else FFT_AGREEMENT_FACTOR
+def agreement_factor(backends: Iterable[str], precision: str = "float64") -> float:
+    """How loose the agreement check between ``backends`` is, in units of sum|K| * max|I|:
+    the loosest of their registry tolerances, and no tighter than float32's round-off when
+    ``precision`` is float32."""
+    factor = max((KNOWN_BACKENDS[b].tolerance for b in backends), default=AGREEMENT_FACTOR)
+    return max(factor, FLOAT32_AGREEMENT_FACTOR) if precision == "float32" else factor
 
 
 class Timing(NamedTuple):

@@ -1,5 +1,7 @@
 """The semantics of DESIGN §2, backend by backend, against hand-worked values and scipy."""
 
+from unittest import mock
+
 import numpy as np
 import pytest
 import scipy.ndimage as ndi
@@ -7,10 +9,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from convkit import UsageError, convolve, get_kernel
-from convkit.engine import working_dtype
+from convkit import UsageError, convolve, get_kernel, to_image
+from convkit.backends import filter2d
+from convkit.engine import convolve_to_image, strip_rows, working_dtype
 from convkit.kernels import Kernel
-from convkit.padding import PADDING_MODES
+from convkit.padding import PADDING_MODES, Padding
 from convkit.timing import agreement_tolerance
 from tests.conftest import AGREEMENT, BACKENDS, DIRECT_BACKENDS, PADDINGS, assert_exact
 
@@ -241,10 +244,10 @@ def test_kernel_larger_than_image_under_valid_names_both_sizes():
 def test_progress_reports_every_row_over_all_channels():
     calls = []
     convolve(
-        np.zeros((4, 3, 2)), get_kernel("identity"), backend="naive",
+        np.zeros((4, 3, 3)), get_kernel("identity"), backend="naive",
         progress=lambda done, total: calls.append((done, total)),
     )  # fmt: skip
-    assert calls == [(i, 8) for i in range(1, 9)]
+    assert calls == [(i, 12) for i in range(1, 13)]
 
 
 colour_images = arrays(
@@ -260,10 +263,13 @@ colour_images = arrays(
 def test_multichannel_images_equal_scipy_channel_by_channel(
     backend_name, image, weights, mode, cval
 ):
+    """Grey + alpha (2 channels) and colour + alpha (4) carry their last channel unfiltered."""
     result = convolve(image, weights, padding=mode, cval=cval, backend=backend_name)
-    for c in range(image.shape[2]):
+    filtered = image.shape[2] - (image.shape[2] in (2, 4))
+    for c in range(filtered):
         expected = ndi.correlate(image[..., c], weights, mode=SCIPY_MODE[mode], cval=cval)
         _assert_agrees(result[..., c], expected, weights, image, backend_name)
+    np.testing.assert_array_equal(result[..., filtered:], image[..., filtered:])
 
 
 @pytest.mark.parametrize(
@@ -423,3 +429,208 @@ def test_float32_precision_returns_float32_within_its_tolerance(backend_name, rn
 def test_unknown_precision():
     with pytest.raises(UsageError, match="unknown precision 'float16'"):
         convolve(np.ones((3, 3)), get_kernel("identity"), precision="float16")
+
+
+# --- one entry point: keyword options, alpha, regions, streamed images -----------------------
+
+
+def test_options_are_keyword_only():
+    with pytest.raises(TypeError):
+        convolve(np.ones((3, 3)), get_kernel("identity"), "wrap")
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+@pytest.mark.parametrize("channels", [2, 4], ids=["grey+alpha", "colour+alpha"])
+def test_alpha_is_carried_through_unfiltered(backend, channels, dtype, rng):
+    """DESIGN §2, as the command line does it: to_image(convolve(rgba, k), like=rgba)."""
+    rgba = rng.integers(0, 256, size=(6, 7, channels)).astype(dtype)
+    kernel = get_kernel("sharpen")
+    out = to_image(convolve(rgba, kernel, backend=backend), like=rgba)
+    assert out.shape == rgba.shape and out.dtype == dtype
+    np.testing.assert_array_equal(out[..., -1], rgba[..., -1])
+    colour = rgba[..., 0] if channels == 2 else rgba[..., :3]
+    expected = to_image(convolve(colour, kernel, backend=backend), like=colour)
+    np.testing.assert_array_equal(out[..., 0] if channels == 2 else out[..., :3], expected)
+
+
+@pytest.mark.parametrize("rescale", ["clip", "abs", "minmax", "none"])
+def test_alpha_is_neither_rescaled_nor_biased(rescale, rng):
+    rgba = rng.integers(0, 256, size=(5, 6, 4)).astype(np.uint8)
+    response = convolve(rgba, get_kernel("laplacian"))
+    out = to_image(response, like=rgba, rescale=rescale, bias=40.0, activation="relu")
+    np.testing.assert_array_equal(out[..., 3], rgba[..., 3])
+    colour = to_image(response[..., :3], like=rgba[..., :3], rescale=rescale, bias=40.0,
+                      activation="relu")  # fmt: skip
+    np.testing.assert_array_equal(out[..., :3], colour)
+
+
+@pytest.mark.parametrize("flip", [False, True])
+def test_alpha_under_valid_is_the_part_under_the_output(flip):
+    rgba = np.zeros((5, 6, 4))
+    rgba[..., 3] = np.arange(30).reshape(5, 6)
+    kernel = Kernel("k", np.ones((2, 3)), anchor=(0, 0))
+    response = convolve(rgba, kernel, padding="valid", flip=flip)
+    ay, ax = (1, 2) if flip else (0, 0)  # flipped, the anchor turns with the kernel
+    np.testing.assert_array_equal(response[..., 3], rgba[ay : ay + 4, ax : ax + 4, 3])
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    image=arrays(np.uint8, st.tuples(st.integers(1, 14), st.integers(1, 14)),
+                 elements=st.integers(0, 255)),
+    channels=st.sampled_from([1, 3, 4]),
+    weights=arrays(np.float64, st.tuples(st.integers(1, 5), st.integers(1, 5)),
+                   elements=st.sampled_from([-2.0, -1.0, 0.0, 0.5, 1.0, 3.0])),
+    anchor_seed=st.tuples(st.integers(0, 4), st.integers(0, 4)),
+    mode=st.sampled_from(PADDINGS),
+    flip=st.booleans(),
+    corner=st.tuples(st.floats(0, 1), st.floats(0, 1), st.floats(0, 1), st.floats(0, 1)),
+)  # fmt: skip
+def test_a_region_alone_equals_that_region_of_the_whole_image(
+    image, channels, weights, anchor_seed, mode, flip, corner
+):
+    """The default reference runs on a crop: its values must be the whole image's."""
+    if channels > 1:
+        image = np.stack([image, image[::-1], 255 - image, image[:, ::-1]][:channels], axis=-1)
+    kh, kw = weights.shape
+    if mode == "valid" and (kh > image.shape[0] or kw > image.shape[1]):
+        return
+    kernel = Kernel("k", weights, anchor=(anchor_seed[0] % kh, anchor_seed[1] % kw))
+    options = {"padding": mode, "cval": 7.0, "backend": "naive", "flip": flip}
+    whole = convolve(image, kernel, **options)
+    height, width = whole.shape[:2]
+    y, x = int(corner[0] * (height - 1)), int(corner[1] * (width - 1))
+    h = 1 + int(corner[2] * (height - y - 1))
+    w = 1 + int(corner[3] * (width - x - 1))
+    region = convolve(image, kernel, region=(y, x, h, w), **options)
+    np.testing.assert_array_equal(region, whole[y : y + h, x : x + w])
+
+
+@pytest.mark.parametrize(
+    ("region", "message"),
+    [
+        ((0, 0, 0, 2), "region (y=0, x=0, height=0, width=2) is not inside the 4x3 output"),
+        ((2, 0, 2, 2), "is not inside the 4x3 output"),
+        ((0, -1, 1, 1), "is not inside"),
+        ((0, 0, 1), "region must be four whole numbers (y, x, height, width), got (0, 0, 1)"),
+        ((0.5, 0, 1, 1), "region must be four whole numbers"),
+        (None, None),
+    ],
+)
+def test_regions_outside_the_output_are_refused(region, message):
+    image = np.ones((3, 4))
+    if message is None:
+        np.testing.assert_array_equal(convolve(image, [[1]], region=region), image)
+        return
+    with pytest.raises(UsageError) as error:
+        convolve(image, [[1]], region=region)
+    assert message in str(error.value)
+
+
+def test_cast_false_keeps_the_exact_float32_response():
+    image = np.arange(12, dtype=np.uint8).reshape(3, 4)
+    kernel = get_kernel("sobel_x")
+    exact = convolve(image, kernel, cast=False)
+    assert exact.dtype == np.float32  # integer sums below 2**24: float32 holds them exactly
+    np.testing.assert_array_equal(exact, convolve(image, kernel))
+    assert convolve(image, [[0.5]], cast=False).dtype == np.float64
+
+
+@settings(max_examples=120, deadline=None)
+@given(
+    image=arrays(st.sampled_from([np.uint8, np.uint16]),
+                 st.tuples(st.integers(1, 30), st.integers(1, 12)), elements=st.integers(0, 255)),
+    colour=st.booleans(),
+    weights=arrays(np.float64, st.tuples(st.integers(1, 5), st.integers(1, 5)),
+                   elements=st.sampled_from([-2.0, -1.0, 0.0, 0.5, 1.0, 3.0, 1 / 3])),
+    mode=st.sampled_from(PADDINGS),
+    flip=st.booleans(),
+    rescale=st.sampled_from(["clip", "abs"]),
+    backend=st.sampled_from(["filter2d", "numpy", "fft", "auto"]),
+)  # fmt: skip
+def test_strips_equal_the_whole_image(image, colour, weights, mode, flip, rescale, backend):
+    if colour:
+        image = np.stack([image, image[::-1], image[:, ::-1]], axis=-1)
+    kh, kw = weights.shape
+    if mode == "valid" and (kh > image.shape[0] or kw > image.shape[1]):
+        return
+    kernel = Kernel("k", weights)
+    padding = Padding(mode, 3.0)
+    assert strip_rows(image, kernel, padding, backend, rescale) is not None
+    strip_bytes = 2 * image.shape[1] * 3 * 8  # two rows a strip
+    streamed = convolve_to_image(image, kernel, padding=padding, backend=backend, flip=flip,
+                                 rescale=rescale, strip_bytes=strip_bytes)  # fmt: skip
+    response = convolve(image, kernel, padding=padding, backend="naive", flip=flip)
+    whole = to_image(response, image, rescale)
+    # Equal pixel for pixel, except where the response sits on a rounding tie (x.5) within
+    # round-off: another order of summation may land on either side of it.
+    values = np.abs(response) if rescale == "abs" else response
+    scale = np.abs(weights).sum() * max(1, int(image.max()), 3)
+    near_tie = np.abs(values - np.floor(values) - 0.5) <= 1e-6 * scale
+    diff = streamed.astype(int) - whole.astype(int)
+    assert np.all(diff[~near_tie] == 0)
+    assert np.all(np.abs(diff) <= 1)
+
+
+@pytest.mark.parametrize(
+    ("backend", "rescale", "padding", "dtype", "streams"),
+    [
+        ("filter2d", "clip", Padding(), np.uint8, True),
+        ("naive", "clip", Padding(), np.uint8, False),  # the reference does not stream
+        ("filter2d", "minmax", Padding(), np.uint8, False),  # needs the whole response
+        ("filter2d", "none", Padding(), np.uint8, False),
+        ("filter2d", "abs", Padding("constant", 7.0), np.uint8, True),
+        ("filter2d", "clip", Padding("constant", 0.5), np.uint8, False),  # padded as uint8
+        ("filter2d", "clip", Padding("constant", 300.0), np.uint8, False),
+        ("filter2d", "clip", Padding("constant", 300.0), np.uint16, True),
+        ("filter2d", "clip", Padding("constant", 0.5), np.float64, True),
+    ],
+)
+def test_strips_only_where_the_engine_can_stream(backend, rescale, padding, dtype, streams):
+    image = np.zeros((4, 4), dtype=dtype)
+    rows = strip_rows(image, get_kernel("sharpen"), padding, backend, rescale)
+    assert (rows is not None) is streams
+
+
+def test_a_strip_holds_about_strip_bytes_of_floats():
+    image = np.zeros((100, 64, 3), dtype=np.uint8)
+    rows = strip_rows(image, get_kernel("sharpen"), Padding(), "filter2d", "clip", 64 * 3 * 8 * 5)
+    assert rows == 5
+    assert strip_rows(image, get_kernel("sharpen"), Padding(), "filter2d", "clip", 1) == 1
+
+
+@settings(max_examples=120, deadline=None)
+@given(
+    image=arrays(st.sampled_from([np.uint8, np.uint16]),
+                 st.tuples(st.integers(1, 20), st.integers(1, 20), st.sampled_from([1, 3, 4])),
+                 elements=st.integers(0, 255)),
+    weights=arrays(np.float64, st.tuples(st.integers(1, 7), st.integers(1, 7)),
+                   elements=st.integers(-9, 9).map(float)),
+    mode=st.sampled_from(PADDINGS),
+    cval=st.integers(0, 9),
+    flip=st.booleans(),
+)  # fmt: skip
+def test_one_pass_integer_path_is_bit_exact(image, weights, mode, cval, flip):
+    """Integer kernels on 8/16-bit images go straight to pixels through OpenCV: same bits."""
+    image = image[..., 0] if image.shape[2] == 1 else image
+    kh, kw = weights.shape
+    if mode == "valid" and (kh > image.shape[0] or kw > image.shape[1]):
+        return
+    kernel = Kernel("k", weights)
+    options = {"padding": mode, "cval": cval, "flip": flip}
+    with mock.patch.object(filter2d, "correlate_saturated", wraps=filter2d.correlate_saturated):
+        streamed = convolve_to_image(image, kernel, backend="filter2d", **options)
+        filter2d.correlate_saturated.assert_called_once()  # the one pass ran
+    whole = to_image(convolve(image, kernel, backend="naive", **options), like=image)
+    np.testing.assert_array_equal(streamed, whole)
+
+
+@pytest.mark.parametrize("rescale", ["clip", "abs", "minmax", "none"])
+def test_the_filtered_image_is_to_image_of_the_response(backend, rescale, rng):
+    """Streamed, in one pass or whole: the same image, alpha carried, as to_image gives."""
+    rgba = rng.integers(0, 256, size=(9, 11, 4)).astype(np.uint8)
+    kernel = get_kernel("emboss")
+    image = convolve_to_image(rgba, kernel, backend=backend, rescale=rescale, bias=2.0)
+    expected = to_image(convolve(rgba, kernel, backend=backend), like=rgba, rescale=rescale,
+                        bias=2.0)  # fmt: skip
+    np.testing.assert_array_equal(image, expected)

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from convkit import Kernel, convolve, get_kernel, load_kernel, parse_kernel, to_image
-from convkit.engine import convolve_exact
+from convkit.engine import convolve_to_image
 from convkit.errors import ConvkitError, KernelError, KernelParseError, UsageError
 from convkit.kernel_files import MAX_JSON_DEPTH, MAX_KERNEL_FILE_BYTES, resolve_kernel
 from convkit.kernels import SIGMA_RANGE, adjust_kernels
@@ -604,7 +604,7 @@ def test_bad_offset(offset):
     refused(lambda: Kernel("k", [[1]], offset=offset), KernelError, "offset")
 
 
-# --- convolve / convolve_exact ---------------------------------------------------------------
+# --- convolve / convolve_to_image -----------------------------------------------------------
 
 IMAGE = np.arange(25, dtype=np.uint8).reshape(5, 5)
 
@@ -681,11 +681,27 @@ BAD_CONVOLVE_ARGUMENTS = [
 ]
 
 
-@pytest.mark.parametrize("function", [convolve, convolve_exact])
+# convolve_to_image validates as convolve does, and then what to_image refuses.
+BAD_CONVOLVE_TO_IMAGE_ARGUMENTS = [
+    case for case in BAD_CONVOLVE_ARGUMENTS if "progress" not in case[0]
+] + [
+    ({"rescale": None}, UsageError, "unknown rescale policy None"),
+    ({"rescale": "stretch"}, UsageError, "unknown rescale policy 'stretch'"),
+    ({"activation": "tanh"}, UsageError, "unknown activation 'tanh'"),
+    ({"bias": math.nan}, UsageError, "bias nan is not a finite number"),
+]
+
+
 @pytest.mark.parametrize(("arguments", "error", "what"), BAD_CONVOLVE_ARGUMENTS)
-def test_bad_convolve_arguments(function, arguments, error, what):
+def test_bad_convolve_arguments(arguments, error, what):
     arguments = {"image": IMAGE, "kernel": get_kernel("sharpen"), **arguments}
-    refused(lambda: function(**arguments), error, what)
+    refused(lambda: convolve(**arguments), error, what)
+
+
+@pytest.mark.parametrize(("arguments", "error", "what"), BAD_CONVOLVE_TO_IMAGE_ARGUMENTS)
+def test_bad_convolve_to_image_arguments(arguments, error, what):
+    arguments = {"image": IMAGE, "kernel": get_kernel("sharpen"), **arguments}
+    refused(lambda: convolve_to_image(**arguments), error, what)
 
 
 def test_offset_that_overflows_the_response():
