@@ -535,21 +535,13 @@ def _reference_on_crop(
         def report(done: int, total: int) -> None:
             progress(f"{kernel.name} on {backend} (crop)", done, total)
 
-    cropped, timing = run_timed(
-        backend,
-        lambda: convolve(
-            color,
-            kernel,
-            padding=settings.padding,
-            backend=backend,
-            flip=settings.flip,
-            progress=report,
-            precision=settings.precision,
-            region=region,
-            cast=False,
-        ),  # fmt: skip
-        settings.repeat,
-    )
+    def work() -> np.ndarray:
+        return convolve(
+            color, kernel, padding=settings.padding, backend=backend, flip=settings.flip,
+            progress=report, precision=settings.precision, region=region, cast=False,
+        )  # fmt: skip
+
+    cropped, timing = run_timed(backend, work, settings.repeat)
     y, x, height, width = region
     scale = response.shape[0] * response.shape[1] / (height * width)
     extrapolated = Timing(backend, tuple(t * scale for t in timing.seconds))
