@@ -11,8 +11,12 @@ process pool (`convkit.pool`).
   An image a worker cannot read, or an output it cannot write, fails that image with a
   message that names the path and the worker. Only an image read from standard input travels
   as bytes through the scheduler.
-- **The kernels and settings are sent once**, scattered to every worker (`Client.scatter` with
-  ``broadcast=True``), not with each image. Each task checks that its worker runs the same
+- **The kernels and settings are sent once**, pickled into a task of their own that every
+  image's task depends on: a worker runs it or fetches its result from another, and the
+  scheduler can run it again if every worker that held it has died (scattered data would be
+  lost for good). Images go in chunks of up to `convkit.batch.MAX_CHUNK` per task (at least
+  8 chunks per worker thread), as the local pool hands them out: dask's overhead is a few
+  milliseconds a task. Each task checks that its worker runs the same
   convkit and OpenCV as this machine (outputs would differ otherwise) and fails the image
   with both versions named if not.
 - **A worker that dies loses nothing**: the scheduler runs its task again on another worker
@@ -41,6 +45,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import pickle
 import re
 import time
 import uuid
@@ -298,7 +303,7 @@ class _Batch:
         from distributed import as_completed
 
         try:
-            self.shared = self.client.scatter([job], broadcast=True, hash=False)[0]
+            self.shared = self._send(job)
             size = chunk_size(len(self.tasks), max(1, sum(self.client.nthreads().values())))
             chunks = [Chunk(i, self.tasks[i : i + size]) for i in range(0, len(self.tasks), size)]
             finished = as_completed(
@@ -309,6 +314,17 @@ class _Batch:
         except BaseException:
             self._cancel()
             raise
+
+    def _send(self, job: Job) -> Future:
+        """The job, pickled once into a task of its own that every chunk depends on: the
+        scheduler holds the bytes, so that the job can be recomputed if every worker that
+        had it dies (data scattered to the workers would then be lost for good)."""
+        payload = pickle.dumps(job, protocol=pickle.HIGHEST_PROTOCOL)
+        # A task group of its own ("convkit-job"), so that the images' group has one small
+        # dependency and the scheduler queues its tasks rather than handing them all out
+        # at once (a worker that dies would make every task it had been handed suspicious).
+        key = f"convkit-job-{self.name.rsplit('-', 1)[1]}"
+        return self.client.submit(load_job, payload, key=key)
 
     def _submit(self, chunks: list[Chunk]) -> list[Future]:
         keys = [f"{self.name}-{chunk.first}-{len(chunk.tasks)}" for chunk in chunks]
@@ -440,6 +456,11 @@ def _name(exc: BaseException) -> str:
 _worker_prepared = False
 
 
+def load_job(payload: bytes) -> Job:
+    """The batch's `Job`, on the worker that runs this task; the others fetch it from there."""
+    return pickle.loads(payload)
+
+
 def run_chunk(chunk: Chunk, job: Job) -> list[Outcome]:
     """`run_task` for each task of the chunk, in order: the dask task of a `Chunk`."""
     return [run_task(task, job) for task in chunk.tasks]
@@ -552,10 +573,19 @@ def _sweep_folder(folder: Path, prefixes: set[str]) -> int:
 # --- Connecting, starting and stopping ----------------------------------------------------
 
 
+_LOCAL_CONFIG = {
+    # No statistical profiler: it samples every running task's stack 100 times a second.
+    "distributed.worker.profile.enabled": False,
+    # A worker holds only the task it runs, as a --jobs worker: when it dies, only that task
+    # counts towards its allowed failures (not one merely queued behind it).
+    "distributed.scheduler.worker-saturation": 1.0,
+}
+
+
 def _start_local_cluster(workers: int) -> LocalCluster:
     """N worker processes of one thread on 127.0.0.1: free ports, no dashboard, no memory
-    limit (``--max-memory`` is convkit's own check, as with ``--jobs``), no statistical
-    profiler (it samples every task's stack), SIGINT ignored in the workers (`dask_setup`).
+    limit (``--max-memory`` is convkit's own check, as with ``--jobs``), SIGINT ignored in
+    the workers (`dask_setup`), and `_LOCAL_CONFIG`.
 
     An interrupt while it starts shuts down what had started.
     """
@@ -564,11 +594,13 @@ def _start_local_cluster(workers: int) -> LocalCluster:
 
     before = set(SpecCluster._instances)
     try:
-        with dask.config.set({"distributed.worker.profile.enabled": False}):
+        with dask.config.set(_LOCAL_CONFIG):
             return LocalCluster(
                 n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
                 scheduler_port=0, dashboard_address=None, memory_limit=0,
                 silence_logs=logging.CRITICAL, preload=[__name__],
+                # No dashboard; the scheduler's health and metrics pages on a free port.
+                scheduler_kwargs={"dashboard": False, "dashboard_address": "127.0.0.1:0"},
             )  # fmt: skip
     except BaseException as exc:
         for cluster in set(SpecCluster._instances) - before:

@@ -71,12 +71,14 @@ class DaskCluster:
         self.scheduler = self._spawn(
             "dask_scheduler", "scheduler",
             ["--host", "127.0.0.1", "--port", "0", "--no-dashboard",
-             "--scheduler-file", str(scheduler_file), "--idle-timeout", "300"],
+             "--dashboard-address", "127.0.0.1:0", "--scheduler-file", str(scheduler_file),
+             "--idle-timeout", "300"],
         )  # fmt: skip
         self.address = _read_address(scheduler_file, self.scheduler)
         for number in range(self.count):
             self.add_worker(f"worker{number}")
-        wait_for_workers(self.address, self.count)
+        if self.count:
+            wait_for_workers(self.address, self.count)
 
     def add_worker(self, name: str) -> subprocess.Popen:
         worker = self._spawn(
@@ -96,21 +98,27 @@ class DaskCluster:
             )  # fmt: skip
 
     def stop(self) -> None:
-        """Terminate every process, kill what lingers, reap all."""
-        for process in self.processes:
-            if process.poll() is None:
-                process.terminate()
-        deadline = time.monotonic() + STOP_TIMEOUT
-        for process in self.processes:
-            try:
-                process.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        """Terminate the workers, then the scheduler (a worker told to stop while its
+        scheduler goes away can hang in its own shutdown); kill what lingers; reap all."""
+        _stop([p for p in self.workers if p is not None])
+        _stop([self.scheduler] if self.scheduler is not None else [])
 
     def log(self, name: str) -> str:
         path = self.folder / f"{name}.log"
         return path.read_text(errors="replace") if path.exists() else ""
+
+
+def _stop(processes: list[subprocess.Popen]) -> None:
+    for process in processes:
+        if process.poll() is None:
+            process.terminate()
+    deadline = time.monotonic() + STOP_TIMEOUT
+    for process in processes:
+        try:
+            process.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def _read_address(scheduler_file: Path, scheduler: subprocess.Popen) -> str:

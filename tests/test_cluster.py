@@ -353,7 +353,7 @@ def test_an_image_that_kills_its_workers_fails_alone(photos, reference, tmp_path
     outcomes = run(tasks, kernels, settings, "local:2")
     assert_gone(descendants(os.getpid()) - before)
     failed = [i for i, o in outcomes.items() if isinstance(o, Failure)]
-    assert failed == [deadly]
+    assert failed == [deadly], {i: outcomes[i] for i in failed}
     assert "died" in outcomes[deadly].reason and "out of memory?" in outcomes[deadly].reason
     assert len(files(out)) == count - 1
     assert not temporaries(out)
