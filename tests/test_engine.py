@@ -370,7 +370,7 @@ def test_imagemagick_origin_moves_the_response(backend):
     )
 
 
-# --- separable kernels and auto -------------------------------------------------------------
+# --- separable kernels ---------------------------------------------------------------------
 
 separable_kernels = st.tuples(
     arrays(np.float64, st.integers(2, 7), elements=st.integers(-9, 9).map(float)),
@@ -398,17 +398,6 @@ def test_separable_factors_are_exact_for_box_and_sobel():
     np.testing.assert_array_equal(np.outer(column, row), get_kernel("small_blur").weights)
     assert separable_factors(get_kernel("sharpen").weights) is None
     assert separable_factors(get_kernel("motion:9:30").weights) is None
-
-
-def test_auto_picks_fft_only_for_huge_non_separable_kernels():
-    from convkit.backends.auto import FFT_MIN_SIDE, choose
-
-    rng = np.random.default_rng(0)
-    assert choose(get_kernel("sharpen").weights) == "filter2d"
-    assert choose(get_kernel("large_blur").weights) == "filter2d"
-    assert choose(rng.random((FFT_MIN_SIDE - 1,) * 2)) == "filter2d"
-    assert choose(rng.random((FFT_MIN_SIDE,) * 2)) == "fft"
-    assert choose(np.ones((FFT_MIN_SIDE + 10,) * 2)) == "filter2d"  # separable
 
 
 # --- precision ------------------------------------------------------------------------------
