@@ -13,6 +13,7 @@ weights (measured on a 2-core AMD EPYC) are used: silently, as a missing cache i
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import math
 import os
@@ -29,8 +30,10 @@ import numpy as np
 
 CACHE_DIR_ENV = "CONVKIT_CACHE_DIR"
 FILE_FORMAT = 1
-# A calibration file is a few KiB; anything larger is not one of ours and is not parsed.
+# A machine's entry is about 3 KiB; a larger file is not one of ours and is not parsed.
 MAX_FILE_BYTES = 64 * 1024
+# Machines whose entries one calibration file keeps (the newest).
+MAX_MACHINES = 8
 PRECISIONS = ("float64", "float32")
 STRATEGIES = ("filter2d", "separable", "fft")
 # What each kind of work is charged for; the model holds one weight per feature.
@@ -38,7 +41,8 @@ FEATURES = {
     "direct": ("call", "pixel", "pixel_tap", "pixel_kernel_row"),
     "opencv_dft": ("call", "pixel", "tile_transform"),
     "separable": (
-        "pass", "pass_pixel", "pass_pixel_column_tap", "pass_pixel_row_tap", "stripe_halo", "add",
+        "pass", "pass_pixel", "pass_pixel_column_tap", "pass_pixel_row_tap",
+        "pass_pixel_column_tap_beyond_8", "add",
     ),
     "fft": ("call", "padded_pixel", "transform"),
 }  # fmt: skip
@@ -130,11 +134,11 @@ def features(kind: str, geometry: Geometry, passes: int = 0) -> tuple[float, ...
         return (1.0, megapixels, megapixels * kh * kw, megapixels * kh)
     if kind == "separable":
         work = passes * megapixels
-        # OpenCV splits the image into stripes of rows, each of which runs the row pass on
-        # kH - 1 rows of halo too: a cost that grows as the image gets shorter.
-        halo = work * kw * (kh - 1) / height
+        # The column pass reads kH rows of OpenCV's buffer at once: beyond the cache's ways
+        # (8 here), rows whose addresses alias (power-of-two widths) evict one another.
+        crowded = work * max(kh - 8, 0)
         extra_terms = max(passes - 1, 0) * megapixels
-        return (float(passes), work, work * kh, work * kw, halo, extra_terms)
+        return (float(passes), work, work * kh, work * kw, crowded, extra_terms)
     if kind == "opencv_dft":
         return (1.0, megapixels, channels * _opencv_tile_work(height, width, kh, kw) / 1e6)
     if kind == "fft":
@@ -244,6 +248,12 @@ def cache_dir() -> Path:
     return base / "convkit"
 
 
+def calibration_path() -> Path:
+    """The calibration file: one per cache folder, holding each machine's entry under its
+    fingerprint (a home folder may be shared by several machines)."""
+    return cache_dir() / "calibration.json"
+
+
 @cache
 def machine_fingerprint() -> dict[str, str]:
     """What the calibration of this machine depends on: processor model, cores, the OpenCV,
@@ -261,6 +271,11 @@ def machine_fingerprint() -> dict[str, str]:
     }
 
 
+def machine_key(fingerprint: Mapping[str, str]) -> str:
+    """The short digest that names a machine's entry in the calibration file."""
+    return hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()[:16]
+
+
 def _processor_model() -> str:
     """The processor's model name (Linux's /proc/cpuinfo), else what `platform` knows."""
     try:
@@ -274,32 +289,42 @@ def _processor_model() -> str:
     return platform.processor() or "unknown"
 
 
-def _installed_version(distribution: str) -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(distribution)
-    except PackageNotFoundError:
+def _installed_version(package: str) -> str:
+    """The version in the name of ``package``'s dist-info folder, without importing it (scipy
+    takes 20 ms) or importlib.metadata (which reads every folder on sys.path: 30 ms)."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or spec.origin is None:
         return "not installed"
-
-
-def calibration_path(fingerprint: Mapping[str, str] | None = None) -> Path:
-    """The calibration file of the machine with ``fingerprint`` (this one by default)."""
-    fingerprint = machine_fingerprint() if fingerprint is None else fingerprint
-    digest = hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()
-    return cache_dir() / f"calibration-{digest[:16]}.json"
+    prefix = f"{package}-"
+    for info in Path(spec.origin).parent.parent.glob(f"{prefix}*.dist-info"):
+        return info.name[len(prefix) : -len(".dist-info")]
+    return "unknown"
 
 
 @cache
 def cost_model() -> CostModel:
     """The model `auto` uses: this machine's calibration if a valid one is stored, else the
-    built-in one. Read once per process (``cost_model.cache_clear()`` reads again)."""
+    built-in one. Read once per process (``cost_model.cache_clear()`` reads again); without
+    a calibration file, that costs one failed open."""
     return read_calibration(calibration_path()) or BUILT_IN
 
 
 def read_calibration(path: Path) -> CostModel | None:
-    """The model stored at ``path`` for this machine, or None if there is none, or it is too
-    large, malformed, of another format or of another machine. Never raises."""
+    """This machine's model in the calibration file at ``path``, or None if there is none, or
+    the file is too large, malformed or of another format. Never raises."""
+    document = _read_document(path)
+    if document is None:
+        return None
+    fingerprint = machine_fingerprint()
+    entry = document["machines"].get(machine_key(fingerprint))
+    if not isinstance(entry, dict) or entry.get("fingerprint") != fingerprint:
+        return None
+    bands = _checked_bands(entry.get("bands"))
+    return CostModel(bands, source=str(path)) if bands else None
+
+
+def _read_document(path: Path) -> dict | None:
+    """The calibration file's JSON if it is ours and small: {"format", "machines"}."""
     try:
         with open(path, "rb") as stored:
             raw = stored.read(MAX_FILE_BYTES + 1)
@@ -310,14 +335,11 @@ def read_calibration(path: Path) -> CostModel | None:
         return None
     if not isinstance(document, dict) or document.get("format") != FILE_FORMAT:
         return None
-    if document.get("fingerprint") != machine_fingerprint():
-        return None
-    bands = _checked_bands(document.get("bands"))
-    return CostModel(bands, source=str(path)) if bands else None
+    return document if isinstance(document.get("machines"), dict) else None
 
 
 def _checked_bands(raw: object) -> tuple[tuple[int, Coefficients], ...] | None:
-    """The bands of a calibration file if every weight is there, finite and not negative,
+    """The bands of a calibration entry if every weight is there, finite and not negative,
     with at least one positive per kind; else None."""
     if not isinstance(raw, list) or not 1 <= len(raw) <= 16:
         return None
@@ -355,7 +377,8 @@ def _valid_weights(weights: object, count: int) -> bool:
 
 
 def write_calibration(model: CostModel, path: Path | None = None) -> Path:
-    """Store ``model`` as this machine's calibration, atomically; return the file's path.
+    """Store ``model`` as this machine's entry of the calibration file, atomically, keeping
+    the entries of up to `MAX_MACHINES` - 1 other machines; return the file's path.
 
     Raises
     ------
@@ -363,42 +386,58 @@ def write_calibration(model: CostModel, path: Path | None = None) -> Path:
         If the cache folder cannot be created or written.
     """
     path = calibration_path() if path is None else path
-    document = {
-        "format": FILE_FORMAT,
-        "fingerprint": machine_fingerprint(),
+    fingerprint = machine_fingerprint()
+    existing = _read_document(path)
+    others = existing["machines"] if existing else {}
+    others = {key: entry for key, entry in others.items() if key != machine_key(fingerprint)}
+    kept = sorted(others.items(), key=_created, reverse=True)[: MAX_MACHINES - 1]
+    entry = {
+        "fingerprint": fingerprint,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "bands": [
             {"pixels": count, **{p: {k: list(w) for k, w in c[p].items()} for p in PRECISIONS}}
             for count, c in model.bands
         ],
     }
+    machines = dict(kept, **{machine_key(fingerprint): entry})
+    _write_atomically(path, {"format": FILE_FORMAT, "machines": machines})
+    cost_model.cache_clear()
+    return path
+
+
+def _created(item: tuple[str, object]) -> str:
+    entry = item[1]
+    return str(entry.get("created", "")) if isinstance(entry, dict) else ""
+
+
+def _write_atomically(path: Path, document: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile(
         "w", dir=path.parent, prefix=".calibration-", suffix=".tmp", delete=False
     ) as temporary:
         try:
-            json.dump(document, temporary, indent=1)
+            json.dump(document, temporary, separators=(",", ":"))
             temporary.close()
             os.replace(temporary.name, path)
         except BaseException:
             os.unlink(temporary.name)
             raise
-    cost_model.cache_clear()
-    return path
 
 
 # --- measuring -------------------------------------------------------------------------------
 
-CALIBRATION_SIZES = (512, 1024, 2048)
+CALIBRATION_SIZES = (512, 1024, 2048, 4096)
 # Direct sums, OpenCV's DFT path, separable passes along either axis and FFT, square and
 # rectangular, on both sides of each cross-over seen so far.
 CALIBRATION_KERNELS = (
-    (3, 3), (5, 5), (7, 7), (3, 15), (15, 3), (9, 9), (11, 11), (15, 15), (21, 21),
-    (31, 31), (51, 51), (75, 75), (101, 101), (1, 51), (51, 1), (5, 51), (51, 5),
-    (21, 101), (101, 21),
+    (3, 3), (5, 5), (7, 7), (3, 15), (15, 3), (11, 11), (21, 21), (31, 31), (51, 51),
+    (101, 101), (1, 51), (51, 1), (5, 51), (51, 5), (21, 101), (101, 21),
 )  # fmt: skip
 # FFT is timed from this many taps on: `auto` never sends fewer through a transform.
 FFT_MIN_TAPS = 50
+# Images of up to this many pixels get every round asked for; larger ones proportionally
+# fewer (a 4096^2 cell takes seconds, and varies less from run to run).
+FULL_ROUNDS_PIXELS = 2048 * 2048
 
 
 class Sample(NamedTuple):
@@ -431,8 +470,9 @@ def calibrate(
 
     Each (image size, kernel, precision) cell runs every strategy that applies (filter2D;
     one and two separable passes where the kernel has two sides; the FFT from
-    `FFT_MIN_TAPS` taps) ``repeat`` times, interleaved, and keeps each one's best time: the
-    machine's speed with the least interference from other work. The weights of each kind
+    `FFT_MIN_TAPS` taps) once, then ``repeat`` more times interleaved (fewer beyond
+    `FULL_ROUNDS_PIXELS`), and keeps each one's best time: the machine's speed with the
+    least interference from other work. The weights of each kind
     of work are then fitted per image size by non-negative least squares on relative error.
 
     Parameters
@@ -442,7 +482,7 @@ def calibrate(
     kernels : sequence of (int, int)
         Kernel shapes to time.
     repeat : int
-        Runs of each strategy per cell.
+        Interleaved rounds per cell after the first run.
     progress : callable, optional
         ``progress(done, total)`` after each cell.
     path : Path, optional
@@ -495,7 +535,8 @@ def _time_cell(
     weights = rng.random(kernel)
     plans = _plans_to_time(rng, kh, kw)
     arguments = (image, weights, (kh // 2, kw // 2), make_padding("replicate"))
-    best = _best_of([partial(run_plan, plan, *arguments) for plan in plans], repeat)
+    rounds = max(1, round(repeat * min(1.0, FULL_ROUNDS_PIXELS / image.size)))
+    best = _best_of([partial(run_plan, plan, *arguments) for plan in plans], rounds)
     geometry = Geometry(image.shape[0], image.shape[1], 1, kernel, image.dtype.name)
     return [
         Sample(geometry, plan.strategy, len(plan.terms or ()), milliseconds)
@@ -515,12 +556,10 @@ def _plans_to_time(rng: np.random.Generator, kh: int, kw: int) -> list:
     return plans
 
 
-def _best_of(works: Sequence[Callable[[], object]], repeat: int) -> list[float]:
-    """Each work's best time in ms over ``repeat`` interleaved rounds, after one warm-up."""
-    for work in works:
-        work()
+def _best_of(works: Sequence[Callable[[], object]], rounds: int) -> list[float]:
+    """Each work's best time in ms: a first run each, then ``rounds`` interleaved rounds."""
     best = [math.inf] * len(works)
-    for _ in range(repeat):
+    for _ in range(rounds + 1):
         for i, work in enumerate(works):
             started = time.perf_counter()
             work()

@@ -105,13 +105,18 @@ def correlate_terms(
     """
     ay, ax = anchor
     depth = cv2.CV_32F if image.dtype == np.float32 else cv2.CV_64F
-    total = None
-    for column, row in terms:
+
+    def one_pass(column, row, dst=None):
         column = column.astype(image.dtype, copy=False)
         row = row.astype(image.dtype, copy=False)
-        response = cv2.sepFilter2D(image, depth, row, column, anchor=(ax, ay), borderType=border)
-        if total is None:
-            total = response
-        else:
-            np.add(total, response, out=total)
+        return cv2.sepFilter2D(
+            image, depth, row, column, dst=dst, anchor=(ax, ay), borderType=border
+        )
+
+    total = one_pass(*terms[0])
+    if len(terms) > 1:
+        # One scratch image for the other passes: fresh pages cost more than the adds.
+        scratch = np.empty_like(total)
+        for column, row in terms[1:]:
+            np.add(total, one_pass(column, row, scratch), out=total)
     return total
