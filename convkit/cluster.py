@@ -43,6 +43,7 @@ costs nothing more than the standard library.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import pickle
@@ -479,8 +480,8 @@ def run_task(task: Task, job: Job) -> Outcome:
     if versions != job.versions:
         return Failure(
             task.name,
-            f"dask worker {where} runs convkit {versions[0]} with OpenCV {versions[1]}, this "
-            f"batch convkit {job.versions[0]} with OpenCV {job.versions[1]}: outputs would "
+            f"dask worker {where} runs convkit {versions[0]} with {versions[1]}, this batch "
+            f"convkit {job.versions[0]} with {job.versions[1]}: outputs would "
             "differ (install the same versions on every worker)",
         )
     path = task.image.path
@@ -524,15 +525,29 @@ def _worker_address() -> str:
 
 
 def _versions() -> tuple[str, str]:
+    """convkit's version, and the installed OpenCV distribution's (read from its metadata:
+    importing cv2 here would make the local pool and cluster spawn rather than fork)."""
     from convkit import __version__
 
-    try:
-        import cv2
+    return __version__, _opencv_version()
 
-        opencv = cv2.__version__
-    except ImportError:
-        opencv = "none"
-    return __version__, opencv
+
+# The wheels that install cv2 (opencv-python's four flavours).
+_OPENCV_DISTRIBUTIONS = (
+    "opencv-python-headless", "opencv-python", "opencv-contrib-python-headless",
+    "opencv-contrib-python",
+)  # fmt: skip
+
+
+@functools.cache
+def _opencv_version() -> str:
+    from importlib import metadata
+
+    found = []
+    for name in _OPENCV_DISTRIBUTIONS:
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            found.append(f"{name} {metadata.version(name)}")
+    return ", ".join(found) or "OpenCV of unknown origin"
 
 
 # --- Temporary files ----------------------------------------------------------------------
@@ -579,6 +594,9 @@ _LOCAL_CONFIG = {
     # A worker holds only the task it runs, as a --jobs worker: when it dies, only that task
     # counts towards its allowed failures (not one merely queued behind it).
     "distributed.scheduler.worker-saturation": 1.0,
+    # dask makes glibc return freed memory at once (a 64 KiB trim threshold): every
+    # image-sized array is then mapped and faulted in afresh, a third more CPU per image.
+    "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
 }
 
 
@@ -593,8 +611,13 @@ def _start_local_cluster(workers: int) -> LocalCluster:
     from distributed import LocalCluster, SpecCluster
 
     before = set(SpecCluster._instances)
+    method = _start_method()
     try:
-        with dask.config.set(_LOCAL_CONFIG):
+        with (
+            dask.config.set(_LOCAL_CONFIG),
+            dask.config.set({"distributed.worker.multiprocessing-method": method}),
+            _same_environment(),
+        ):
             return LocalCluster(
                 n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
                 scheduler_port=0, dashboard_address=None, memory_limit=0,
@@ -610,14 +633,44 @@ def _start_local_cluster(workers: int) -> LocalCluster:
         raise ConvkitError(f"--scheduler local:{workers}: {_start_failure(exc)}") from None
 
 
+def _start_method() -> str:
+    """How a local cluster's worker processes start: forked, as the local pool's (they
+    inherit the modules this process has imported: distributed, numpy, convkit's pipeline),
+    unless OpenCV is loaded here (see `convkit.pool.start_method`); then spawned, dask's
+    default."""
+    from convkit.pool import start_method
+
+    return "fork" if start_method() == "fork" else "spawn"
+
+
+@contextlib.contextmanager
+def _same_environment() -> Iterator[None]:
+    """dask's nanny writes its workers' variables (OMP_NUM_THREADS=1, PYTHONHASHSEED...)
+    into this process's environment before it starts them: put it back as it was."""
+    saved = dict(os.environ)
+    try:
+        yield
+    finally:
+        for name in set(os.environ) - set(saved):
+            del os.environ[name]
+        os.environ.update({k: v for k, v in saved.items() if os.environ.get(k) != v})
+
+
 def dask_setup(worker: Any) -> None:
-    """dask's preload hook, run in each worker process of a local cluster as it starts:
-    ignore SIGINT. A Ctrl-C in the terminal reaches the whole process group; this process
-    stops its workers itself, after the futures were cancelled."""
+    """dask's preload hook, run in each worker process of a local cluster as it starts.
+
+    SIGINT is ignored: a Ctrl-C in the terminal reaches the whole process group, and this
+    process stops its workers itself, after the futures were cancelled. SIGTERM and SIGHUP
+    get their default action back (a forked worker inherits the command line's handlers,
+    which would turn the nanny's SIGTERM into a traceback).
+    """
     import signal
 
     with contextlib.suppress(ValueError):  # not the main thread: nothing to do
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        for name in ("SIGTERM", "SIGHUP"):
+            if hasattr(signal, name):
+                signal.signal(getattr(signal, name), signal.SIG_DFL)
 
 
 def _start_failure(exc: BaseException) -> str:
