@@ -33,6 +33,7 @@ from convkit.postprocess import (
     split_alpha,
     to_image,
 )
+from convkit.tiles import is_dask_array
 
 DEFAULT_BACKEND = "filter2d"
 # A strip of streamed response holds about this many bytes of float64.
@@ -173,6 +174,8 @@ def convolve(
     >>> convolve(image, [[0, 1], [1, 0]], padding="valid", region=(1, 0, 1, 2))
     array([[12., 14.]])
     """
+    if is_dask_array(image):
+        return _convolve_dask(image, kernel, padding, cval, backend, flip, anchor, precision)
     request = _prepare(image, kernel, padding, cval, backend, flip, anchor, precision, progress)
     if region is None:
         response = _correlate(request.colour, request, request.padding)
@@ -297,6 +300,27 @@ class _Request(NamedTuple):
     dtype: np.dtype  # the float type the backend computes in
     precision: np.dtype  # the float type asked for
     progress: Callable[[int, int], None] | None
+
+
+def _convolve_dask(image, kernel, padding, cval, backend, flip, anchor, precision):
+    """A dask array: the same checks, then a lazy response computed tile by tile
+    (`convkit.tiles`), of the shape and dtype the in-memory call returns."""
+    from convkit.tiles import convolve_lazy
+
+    if image.ndim not in (2, 3) or 0 in image.shape:
+        raise UsageError(f"an image must be a non-empty (H, W) or (H, W, C), got {image.shape}")
+    if not np.issubdtype(image.dtype, np.number) or np.iscomplexobj(image):
+        raise UsageError(f"an image must hold real numbers, got dtype {image.dtype}")
+    kernel = as_kernel(kernel)
+    if anchor is not None:
+        kernel = kernel.anchored(anchor)
+    padding = make_padding(padding, cval)
+    name = _backend_name(backend)
+    precision_dtype(precision)
+    get_backend(name)
+    if flip:
+        kernel = kernel.flipped()
+    return convolve_lazy(image, kernel, padding, name, precision)
 
 
 def _prepare(image, kernel, padding, cval, backend, flip, anchor, precision, progress) -> _Request:

@@ -181,6 +181,8 @@ def to_image(
     array([[[  0,  21, 255, 128]]], dtype=uint8)
     """
     policy, bias, activation = check_post_processing(rescale, bias, activation)
+    if _is_lazy(response):
+        return _to_image_lazy(response, like, policy, bias, activation)
     response = check_response(response)
     if isinstance(like, np.ndarray) and has_alpha(like) and response.shape[2:] == like.shape[2:]:
         colour, alpha = split_alpha(response)
@@ -203,6 +205,57 @@ def to_image(
     if values.size and math.isnan(values.min()):  # clipped: only NaN can be left unshowable
         raise _nan_response()
     return np.rint(values, out=values).astype(dtype)
+
+
+def _is_lazy(array: object) -> bool:
+    from convkit.tiles import is_dask_array
+
+    return is_dask_array(array)
+
+
+def _to_image_lazy(response, like, policy: str, bias: float, activation: str | None):
+    """`to_image` of a dask response, tile by tile (lazy). ``like`` gives the type and the
+    channels (a dask array or an ndarray of the input, or a dtype). Under ``minmax`` the
+    range over the whole response (colour channels) is computed first: a pass of its own."""
+    import dask.array as da
+
+    channels = tuple(getattr(like, "shape", ())[2:])
+    dtype = output_dtype(np.dtype(getattr(like, "dtype", like)))
+    probe = np.zeros((1, 1) + channels, dtype=dtype)
+    alpha = has_alpha(probe) and response.shape[2:] == channels
+    if policy == "minmax":
+        colour = activate_lazy(response[..., :-1] if alpha else response, bias, activation)
+        low, high = (float(v) for v in da.compute(colour.min(), colour.max()))
+
+        def tile(block: np.ndarray) -> np.ndarray:
+            return _stretch_tile(block, probe, low, high, bias, activation, alpha)
+
+    else:
+
+        def tile(block: np.ndarray) -> np.ndarray:
+            like_tile = np.broadcast_to(probe, block.shape[:2] + channels)
+            return to_image(block, like_tile, policy, bias, activation)
+
+    out = np.float64 if policy == "none" else dtype
+    return response.map_blocks(tile, dtype=out, meta=np.empty((0,) * response.ndim, out))
+
+
+def activate_lazy(response, bias: float, activation: str | None):
+    """``activate`` on a dask array, lazily."""
+    return response.map_blocks(activate, bias, activation, dtype=np.float64)
+
+
+def _stretch_tile(block, probe, low, high, bias, activation, alpha) -> np.ndarray:
+    """One tile under ``minmax``, stretched by the whole response's range."""
+    colour, carried = split_alpha(block) if alpha else (block, None)
+    values = activate(colour, bias, activation)
+    top = float(np.iinfo(probe.dtype).max)
+    if high == low:
+        values = np.full_like(values, (top + 1) / 2)
+    else:
+        values = (values - low) / (high - low) * top
+    image = np.rint(np.clip(values, 0.0, top)).astype(probe.dtype)
+    return attach_alpha(image, None if carried is None else carried.astype(probe.dtype))
 
 
 def _nan_response() -> UsageError:

@@ -103,3 +103,34 @@ def test_small_chunks_are_merged_with_their_neighbours(sizes, least, expected):
     merged = _merged(sizes, least)
     assert sum(merged) == sum(sizes)
     assert merged == expected
+
+
+@pytest.mark.parametrize("channels", [(), (3,), (4,), (2,)])
+@pytest.mark.parametrize("rescale", ["clip", "abs", "minmax", "none"])
+def test_the_library_takes_dask_arrays_and_to_image_their_lazy_response(channels, rescale):
+    """DESIGN §8: `convolve` of a dask array is lazy, as `to_image` of its response; both
+    equal the in-memory calls exactly, the alpha channel carried through unfiltered."""
+    from convkit import convolve as public_convolve
+    from convkit import get_kernel, to_image
+
+    image = np.random.default_rng(1).integers(0, 256, (30, 41, *channels), dtype=np.uint8)
+    kernel = get_kernel("sharpen")
+    for mode in ("wrap", "reflect101", "valid"):
+        expected = to_image(public_convolve(image, kernel, padding=mode, flip=True),
+                            like=image, rescale=rescale, bias=1.5)  # fmt: skip
+        lazy = public_convolve(da.from_array(image, chunks=(7, 9, *channels)), kernel,
+                               padding=mode, flip=True)  # fmt: skip
+        assert is_dask_array(lazy)
+        pixels = to_image(lazy, like=image, rescale=rescale, bias=1.5)
+        assert is_dask_array(pixels)
+        np.testing.assert_array_equal(pixels.compute(), expected)
+
+
+def test_a_bad_dask_argument_is_a_usage_error():
+    from convkit import convolve as public_convolve
+    from convkit.errors import ConvkitError
+
+    with pytest.raises(ConvkitError, match="unknown padding"):
+        public_convolve(da.zeros((8, 8), chunks=4), [[1]], padding="bogus")
+    with pytest.raises(ConvkitError, match="larger than the image"):
+        public_convolve(da.zeros((2, 2), chunks=1), np.ones((3, 3)), padding="valid")
