@@ -250,15 +250,14 @@ def test_a_killed_worker_loses_nothing(photos, reference, tmp_path):
     with DaskCluster(tmp_path / "cluster") as running:
         victim = running.workers[0]
 
-        def kill_after_three(index, outcome):
-            if index is not None and victim.poll() is None and len(done) >= 3:
-                victim.send_signal(signal.SIGKILL)
+        finished = []
 
-        done: dict[int, object] = {}
-        outcomes = run(
-            tasks, kernels, settings, running.address,
-            lambda i, o: (done.__setitem__(i, o), kill_after_three(i, o)),
-        )  # fmt: skip
+        def kill_after_three(index, outcome):
+            finished.append(index)
+            if len(finished) == 3:
+                victim.send_signal(signal.SIGKILL)  # it is running an image: 0.1 s each
+
+        outcomes = run(tasks, kernels, settings, running.address, kill_after_three)
         assert victim.wait(10) == -signal.SIGKILL
         assert running.workers[1].poll() is None
     assert_gone([p.pid for p in running.processes])
