@@ -13,15 +13,12 @@ import cv2
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from convkit import batch
 from convkit.batch import expand_inputs
 from convkit.cli import main
-from convkit.errors import ConvkitError, UsageError
-from convkit.imageio import decode_image, encode_image
-from convkit.kernel_files import parse_kernel
+from convkit.errors import UsageError
+from convkit.imageio import encode_image
 from tests.conftest import ROOT
 
 
@@ -281,45 +278,6 @@ def test_light_commands_do_not_import_cv2_or_scipy(args):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "HEAVY []"
-
-
-# --- fuzzing: parsers and readers fail only with ConvkitError -------------------------------
-
-
-@settings(max_examples=300, deadline=None)
-@given(st.text(alphabet=st.sampled_from(list("0123456789-+./eE ,;#\nnaif\t x")), max_size=60))
-def test_kernel_parser_accepts_or_raises_convkit_errors(text):
-    try:
-        kernel = parse_kernel(text)
-    except ConvkitError:
-        return
-    assert np.isfinite(kernel.weights).all() and kernel.weights.ndim == 2
-
-
-@settings(max_examples=200, deadline=None)
-@given(
-    st.binary(max_size=300), st.sampled_from([b"", b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"BM"])
-)
-def test_image_reader_accepts_or_raises_convkit_errors(data, header):
-    try:
-        image = decode_image(header + data, "fuzz")
-    except ConvkitError:
-        return
-    assert image.dtype in (np.uint8, np.uint16)
-
-
-def test_kernel_files_with_random_text(tmp_path):
-    rng = np.random.default_rng(0)
-    for i in range(100):
-        path = tmp_path / f"k{i}{['.txt', '.csv', '.json', '.mat', '.npy'][i % 5]}"
-        path.write_bytes(rng.integers(0, 256, int(rng.integers(0, 80))).astype(np.uint8).tobytes())
-        try:
-            from convkit import load_kernel
-
-            load_kernel(path)
-        except ConvkitError:
-            pass
-        assert os.path.exists(path)
 
 
 def test_workers_start_safely_after_opencv_has_run(folder, tmp_path):

@@ -212,6 +212,7 @@ def test_the_naive_estimate_counts_kernel_taps():
 
 @pytest.mark.parametrize("where", ["--image", "--kernel"])
 @pytest.mark.parametrize("device", ["fifo", "/dev/zero", "/dev/null"])
+@pytest.mark.slow
 def test_only_regular_files_are_read(tmp_path, folder, where, device):
     path = tmp_path / "pipe.png" if device == "fifo" else Path(device)
     if device == "fifo":
@@ -259,6 +260,7 @@ def test_verify_refuses_a_non_finite_tolerance(value):
     assert_one_error(result.output, "--tolerance", repr(value))
 
 
+@pytest.mark.slow
 def test_no_warning_reaches_the_user(folder, tmp_path):
     """A huge but finite response: numpy may warn while casting; the user sees nothing."""
     command = [*CONVKIT, "apply", "-i", str(folder / "img.png"), "-k", "1e300, 1e300"]
@@ -327,6 +329,7 @@ def _convkit(*args, **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run([*CONVKIT, *map(str, args)], timeout=60, **kwargs)
 
 
+@pytest.mark.slow
 def test_a_closed_stdout_is_an_error_not_a_traceback(folder, tmp_path):
     out = tmp_path / "out"
     done = _convkit("apply", "-i", folder / "img.png", "-k", "sharpen", "-o", out,
@@ -337,6 +340,7 @@ def test_a_closed_stdout_is_an_error_not_a_traceback(folder, tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["img_sharpen.png", "img_sharpen_compare.png"]
 
 
+@pytest.mark.slow
 def test_a_closed_stderr_changes_nothing(folder, tmp_path):
     done = _convkit("apply", "-i", folder / "img.png", "-k", "nope", "-o", tmp_path / "out",
                     stdout=subprocess.PIPE, preexec_fn=lambda: os.close(2))  # fmt: skip
@@ -345,6 +349,7 @@ def test_a_closed_stderr_changes_nothing(folder, tmp_path):
 
 
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+@pytest.mark.slow
 def test_a_full_stdout_is_exit_1_and_the_files_stay(folder, tmp_path):
     out = tmp_path / "out"
     with open("/dev/full", "w") as full:
@@ -360,6 +365,7 @@ def test_a_full_stdout_is_exit_1_and_the_files_stay(folder, tmp_path):
     assert_one_error(image.stderr, "cannot write the image to standard output")
 
 
+@pytest.mark.slow
 def test_a_closed_pipe_is_no_error():
     reader = subprocess.Popen([*CONVKIT, "kernels"], stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE)  # fmt: skip
@@ -369,6 +375,7 @@ def test_a_closed_pipe_is_no_error():
     assert reader.returncode == 0
 
 
+@pytest.mark.slow
 def test_a_png_is_not_written_to_a_terminal(folder, tmp_path):
     import pty
 
@@ -459,6 +466,7 @@ def test_a_name_that_fits_the_file_system_is_written_atomically(folder, tmp_path
     assert [len(p.name) for p in out.iterdir()] == [238 + len("_sharpen.png")]
 
 
+@pytest.mark.slow
 def test_standard_input_is_bounded_by_its_header(tmp_path):
     """A 10x10 PNG header followed by endless bytes: refused after about 16 MB, not 1.4 GB."""
     small = encode_image(np.zeros((10, 10), np.uint8))
@@ -479,6 +487,7 @@ def test_standard_input_is_bounded_by_its_header(tmp_path):
 
 
 @pytest.mark.parametrize("kernel", ["1e-320, -1e-320", "1e-310, 0, -1e-310"])
+@pytest.mark.slow
 def test_subnormal_responses_neither_warn_nor_fail(folder, tmp_path, kernel):
     command = [*CONVKIT, "apply", str(folder / "img.png"), "-k", kernel, "-b", "naive",
                "-b", "fft", "--rescale", "minmax", "-o", str(tmp_path / "out"), "-q"]  # fmt: skip

@@ -5,8 +5,10 @@ import struct
 import cv2
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from convkit.errors import ImageReadError, ImageWriteError, UsageError
+from convkit.errors import ConvkitError, ImageReadError, ImageWriteError, UsageError
 from convkit.imageio import (
     ENCODED_SLACK_BYTES,
     ImageSource,
@@ -314,3 +316,18 @@ def test_formats_opencv_writes_stay_available_without_metadata():
     data = encode_image(np.zeros((2, 3, 3), np.uint8), ".bmp", info=ImageInfo(dpi=(300, 300)))
     assert data[:2] == b"BM"
     assert decode_image(data, "x.bmp").shape == (2, 3, 3)
+
+
+# --- fuzzing: the reader decodes an image or raises a ConvkitError, nothing else ----------
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.binary(max_size=300), st.sampled_from([b"", b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"BM"])
+)
+def test_image_reader_accepts_or_raises_convkit_errors(data, header):
+    try:
+        image = decode_image(header + data, "fuzz")
+    except ConvkitError:
+        return
+    assert image.dtype in (np.uint8, np.uint16) and image.ndim in (2, 3) and image.size

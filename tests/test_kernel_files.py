@@ -3,9 +3,11 @@ import re
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from convkit import load_kernel, parse_kernel
-from convkit.errors import KernelParseError, UsageError
+from convkit.errors import ConvkitError, KernelParseError, UsageError
 from convkit.kernel_files import looks_inline, resolve_kernels
 
 
@@ -259,3 +261,31 @@ def test_a_byte_order_mark_inside_the_text_is_still_an_error(tmp_path):
     # Shown escaped: an invisible character in a message would leave the user guessing.
     with pytest.raises(KernelParseError, match=re.escape("late.txt:2: '\\ufeff3' is not a number")):
         load_kernel(path)
+
+
+# --- fuzzing: the parsers accept a kernel or raise a ConvkitError, nothing else -----------
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.sampled_from(list("0123456789-+./eE ,;#\nnaif\t x")), max_size=60))
+def test_kernel_parser_accepts_or_raises_convkit_errors(text):
+    try:
+        kernel = parse_kernel(text)
+    except ConvkitError:
+        return
+    assert np.isfinite(kernel.weights).all() and kernel.weights.ndim == 2
+
+
+def test_kernel_files_of_random_bytes_load_or_raise_convkit_errors(tmp_path):
+    rng = np.random.default_rng(0)
+    for i in range(100):
+        path = tmp_path / f"k{i}{['.txt', '.csv', '.json', '.mat', '.npy'][i % 5]}"
+        data = rng.integers(0, 256, int(rng.integers(0, 80))).astype(np.uint8).tobytes()
+        path.write_bytes(data)
+        try:
+            kernel = load_kernel(path)
+        except ConvkitError:
+            pass
+        else:
+            assert np.isfinite(kernel.weights).all() and kernel.weights.ndim == 2
+        assert path.read_bytes() == data  # read, never changed

@@ -544,6 +544,7 @@ def _timed_info(data: bytes, format_name: str) -> ImageInfo:
     return info
 
 
+@pytest.mark.slow
 def test_walks_over_millions_of_tiny_blocks_stop():
     from convkit.metadata import MAX_BLOCKS_WALKED, MAX_TIFF_PAGES_COUNTED
 

@@ -112,6 +112,7 @@ def test_work_can_be_a_partial_that_gives_every_task_the_same_arguments(monkeypa
     assert results == {i: 10 * i for i in range(5)}
 
 
+@pytest.mark.slow
 def test_a_result_comes_back_before_the_rest_of_its_chunk(tmp_path):
     tasks = [Task("square", 0), Task("mark", 1, str(tmp_path), seconds=2.0)]
     seen_early = []
@@ -167,6 +168,7 @@ def test_tasks_or_results_that_cannot_be_pickled_are_lost_alone():
     assert (results[0], results[3]) == (0, 9)
 
 
+@pytest.mark.slow
 def test_a_worker_stopped_by_sighup_cleans_up_and_loses_only_its_task(tmp_path):
     tasks = [Task("hup", 0, str(tmp_path), seconds=10), Task("square", 1)]
     results = run(tasks, jobs=1, chunk=2)
@@ -247,6 +249,7 @@ def finish(process: subprocess.Popen) -> tuple[int, str, str]:
     [(signal.SIGTERM, False), (signal.SIGHUP, False), (signal.SIGTERM, True)],
     ids=["SIGTERM-fork", "SIGHUP-fork", "SIGTERM-forkserver"],
 )
+@pytest.mark.slow
 def test_a_stopping_signal_to_the_parent_stops_and_cleans_up_every_worker(
     start_driver, tmp_path, signum, import_cv2
 ):
@@ -259,6 +262,7 @@ def test_a_stopping_signal_to_the_parent_stops_and_cleans_up_every_worker(
     assert running_tasks(tmp_path) == []
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_the_parent_and_every_worker(start_driver, tmp_path):
     process = start_driver("linger", 6, 2)
     os.killpg(process.pid, signal.SIGINT)
@@ -268,6 +272,7 @@ def test_ctrl_c_stops_the_parent_and_every_worker(start_driver, tmp_path):
     assert running_tasks(tmp_path) == []
 
 
+@pytest.mark.slow
 def test_workers_that_ignore_the_stop_are_killed(start_driver, tmp_path):
     process = start_driver("stubborn", 4, 2)
     process.terminate()
@@ -277,6 +282,7 @@ def test_workers_that_ignore_the_stop_are_killed(start_driver, tmp_path):
 
 
 @pytest.mark.parametrize("import_cv2", [False, True], ids=["fork", "forkserver"])
+@pytest.mark.slow
 def test_workers_of_a_killed_parent_clean_up_and_exit(start_driver, tmp_path, import_cv2):
     process = start_driver("linger", 6, 2, import_cv2=import_cv2)
     pids = worker_pids(tmp_path)
@@ -286,6 +292,7 @@ def test_workers_of_a_killed_parent_clean_up_and_exit(start_driver, tmp_path, im
     assert running_tasks(tmp_path) == []
 
 
+@pytest.mark.slow
 def test_workers_of_a_killed_parent_exit_even_if_their_task_does_not_stop(start_driver, tmp_path):
     process = start_driver("stubborn", 4, 2)
     pids = worker_pids(tmp_path)
@@ -294,6 +301,7 @@ def test_workers_of_a_killed_parent_exit_even_if_their_task_does_not_stop(start_
     assert wait_until(lambda: not any(alive(pid) for pid in pids), timeout=5.0)
 
 
+@pytest.mark.slow
 def test_sigint_ignored_by_the_parent_is_ignored_by_the_workers(start_driver, tmp_path):
     process = start_driver("linger", 8, 2, seconds=0.3, ignore_sigint=True)
     for _ in range(3):

@@ -21,7 +21,10 @@ def test_the_readme_shows_commands():
     assert len(readme_commands()) >= 6
 
 
-@pytest.mark.parametrize("command", readme_commands())
+@pytest.mark.parametrize(
+    "command",
+    [pytest.param(c, marks=pytest.mark.slow) if " verify" in c else c for c in readme_commands()],
+)
 def test_readme_command_runs(command, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "sample_images").symlink_to(ROOT / "sample_images")

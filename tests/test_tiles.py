@@ -29,6 +29,7 @@ MODES = ["replicate", "constant", "reflect", "reflect101", "wrap", "valid"]
     mode=st.sampled_from(MODES),
     seed=st.integers(0, 2**16),
 )
+@pytest.mark.slow
 def test_tiles_equal_the_whole_image(
     height, width, colour, kernel_shape, anchor_seed, chunks, mode, seed
 ):

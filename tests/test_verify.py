@@ -33,6 +33,7 @@ def small_image(tmp_path):
     return path
 
 
+@pytest.mark.slow
 def test_the_real_backends_agree_everywhere():
     report = run_verify(synthetic_image(40), backends=["naive", "filter2d"])
     assert report.failures == []
@@ -51,6 +52,7 @@ def test_a_broken_backend_is_caught_on_even_kernels_only(broken_backend):
     assert all(case.worst_pair == ("filter2d", broken_backend) for case in report.failures)
 
 
+@pytest.mark.slow
 def test_verify_command_exits_1_and_names_the_disagreement(broken_backend, small_image):
     result = CliRunner().invoke(
         main, ["verify", "--image", str(small_image), "-b", "naive", "-b", broken_backend]
@@ -62,6 +64,7 @@ def test_verify_command_exits_1_and_names_the_disagreement(broken_backend, small
     )
 
 
+@pytest.mark.slow
 def test_verify_command_passes_on_the_real_backends(small_image):
     result = CliRunner().invoke(main, ["verify", "--image", str(small_image)])
     assert result.exit_code == 0, result.output
