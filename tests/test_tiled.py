@@ -328,7 +328,7 @@ MEMORY_CHILD = textwrap.dedent(
     """
     import json, resource, sys
     from pathlib import Path
-    from convkit.tiled import apply_tiled
+    from convkit.tiled import apply_tiled, limit_heap_retention
     from convkit.pipeline import ApplySettings
     from convkit.kernels import get_kernel
     source, tiny, limit, kernel = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4]
@@ -338,6 +338,7 @@ MEMORY_CHILD = textwrap.dedent(
         settings = ApplySettings(out_dir=out, max_memory=limit, backends=("filter2d",))
         apply_tiled(path, [get_kernel(kernel)], settings, [(out / "o.tif", out / "o.png")])
 
+    limit_heap_retention()  # as the command line does before a tiled run
     run(tiny)  # the interpreter's own: every module a run imports
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     run(source)
