@@ -1,12 +1,14 @@
 """Images larger than memory: convolution of a dask array, tile by tile.
 
-`convolve_lazy` returns a lazy dask array computed with ``map_overlap``: each tile is
-filtered ``valid`` together with a halo of exactly the kernel's reach on each side —
-asymmetric for even kernels and off-centre anchors. The borders are made first, lazily, by
-padding the whole array with the padding mode's own numpy rule (``da.pad``), so every mode is
-exact across chunk borders, ``wrap`` and ``reflect101`` included: a tile's halo is always the
-image's true neighbourhood, never a reflection of the tile itself (the class of bug of
-dask/dask-image#242). Chunks smaller than the kernel's reach are merged first.
+`convolve_lazy` returns a lazy dask array computed with ``map_overlap``. The borders are
+made first, lazily, by padding the whole array with the padding mode's own numpy rule
+(``da.pad``) by exactly the kernel's reach on each side — asymmetric for even kernels and
+off-centre anchors —, so every mode is exact across chunk borders, ``wrap`` and
+``reflect101`` included: a tile's halo is always the image's true neighbourhood, never a
+reflection of the tile itself (the class of bug of dask/dask-image#242). The padded array is
+then correlated ``valid`` chunk by chunk, each chunk with the kH - 1 rows and kW - 1 columns
+that follow it. Chunks smaller than the kernel are merged first.
+`convolve_lazy_to_image` goes on to pixels tile by tile.
 
 dask is imported only here, and only when a dask array is filtered (the ``[scale]`` extra).
 """
@@ -65,7 +67,7 @@ def convolve_lazy(
 
         return convolve(tile, kernel, padding=mode, backend=backend, precision=precision)
 
-    return _map_tiles(image, kernel, padding, run, dtype)
+    return _map_tiles(image, kernel, padding, backend, run, dtype)
 
 
 def convolve_lazy_to_image(
@@ -115,20 +117,23 @@ def convolve_lazy_to_image(
             rescale=rescale, bias=bias, activation=activation,
         )  # fmt: skip
 
-    return _map_tiles(image, kernel, padding, run, dtype)
+    return _map_tiles(image, kernel, padding, backend, run, dtype)
 
 
 TileFn = Callable[[np.ndarray, Padding], np.ndarray]
 
 
 def _map_tiles(
-    image: da.Array, kernel: Kernel, padding: Padding, run: TileFn, dtype: np.dtype
+    image: da.Array, kernel: Kernel, padding: Padding, backend: str, run: TileFn, dtype: np.dtype
 ) -> da.Array:
-    """``run(tile, Padding("valid"))`` on every chunk with its halo, the borders padded
-    lazily by ``padding``'s rule; ``run(whole, padding)`` on an image smaller than the
-    kernel. The result is anchored as the in-memory call's."""
+    """``run(tile, Padding("valid"))`` on every chunk of the image, padded lazily by
+    ``padding``'s rule, with the halo of the rows and columns after it; ``run(whole,
+    padding)`` on an image smaller than the kernel. The result is the in-memory call's."""
     import dask.array as da
 
+    from convkit.backends import get_backend
+
+    get_backend(backend)  # checked, and its library imported here, not first in a worker thread
     height, width = image.shape[:2]
     kh, kw = kernel.shape
     if padding.mode == "valid" and (kh > height or kw > width):
@@ -142,24 +147,34 @@ def _map_tiles(
         result = run(image.compute(), padding)
         return da.from_array(result, chunks=result.shape)
     ay, ax = kernel.anchor
-    before, after = (ay, ax), (kh - 1 - ay, kw - 1 - ax)
-    padded = _pad(image, before, after, padding)
-    padded = _rechunk_for_halo(padded, (max(ay, kh - 1 - ay), max(ax, kw - 1 - ax)))
-    depth = {0: (before[0], after[0]), 1: (before[1], after[1])}
+    padded = _pad(image, (ay, ax), (kh - 1 - ay, kw - 1 - ax), padding)
+    return _valid_tiles(padded, (kh, kw), run, dtype)
+
+
+def _valid_tiles(
+    padded: da.Array, shape: tuple[int, int], run: TileFn, dtype: np.dtype
+) -> da.Array:
+    """The ``valid`` correlation of a padded array, chunk by chunk: each chunk with the
+    kH - 1 rows below it and kW - 1 columns right of it gives the outputs at its own
+    positions (the last chunk along an axis, without them, k - 1 fewer)."""
+    import dask.array as da
+
+    kh, kw = shape
+    padded = _rechunk_for_halo(padded, (kh, kw))  # every chunk holds its neighbour's halo
+    depth = {0: (0, kh - 1), 1: (0, kw - 1)}
+    chunks = [padded.chunks[0][:-1] + (padded.chunks[0][-1] - kh + 1,),
+              padded.chunks[1][:-1] + (padded.chunks[1][-1] - kw + 1,)]  # fmt: skip
     if padded.ndim == 3:
         depth[2] = 0
+        chunks.append(padded.chunks[2])
 
-    def filter_tile(tile: np.ndarray, block_info=None) -> np.ndarray:
-        return _filter_tile(tile, block_info, before, after, run)
+    def filter_tile(tile: np.ndarray) -> np.ndarray:
+        return run(tile, Padding("valid"))
 
-    anchored = da.map_overlap(
-        filter_tile, padded, depth=depth, boundary="none", trim=False,
-        chunks=padded.chunks, dtype=dtype, meta=np.empty((0,) * padded.ndim, dtype=dtype),
+    return da.map_overlap(
+        filter_tile, padded, depth=depth, boundary="none", trim=False, chunks=tuple(chunks),
+        dtype=dtype, meta=np.empty((0,) * padded.ndim, dtype=dtype),
     )  # fmt: skip
-    out_height = height - kh + 1 if padding.mode == "valid" else height
-    out_width = width - kw + 1 if padding.mode == "valid" else width
-    # The response at padded position (y + ay, x + ax) is the output pixel (y, x).
-    return anchored[ay : ay + out_height, ax : ax + out_width]
 
 
 def _pad(image: da.Array, before, after, padding: Padding) -> da.Array:
@@ -198,21 +213,3 @@ def _merged(sizes: tuple[int, ...], least: int) -> tuple[int, ...]:
         last = merged.pop()
         merged[-1] += last
     return tuple(merged)
-
-
-def _filter_tile(tile, block_info, before, after, run: TileFn) -> np.ndarray:
-    """One tile with its halo, filtered ``valid`` back to the tile's own size.
-
-    ``map_overlap`` gives tiles on the array's outer edge no halo there; that edge is the
-    padding, whose own responses are cut away, so zeros stand in for the missing halo.
-    """
-    location = block_info[None]["array-location"]
-    shape = block_info[None]["shape"]
-    missing = [
-        (before[axis] if location[axis][0] == 0 else 0,
-         after[axis] if location[axis][1] == shape[axis] else 0)
-        for axis in (0, 1)
-    ]  # fmt: skip
-    if any(n for pair in missing for n in pair):
-        tile = np.pad(tile, missing + [(0, 0)] * (tile.ndim - 2))
-    return run(tile, Padding("valid"))
