@@ -265,6 +265,7 @@ def _job(kernels: Sequence[Kernel], settings: ApplySettings, count: int, local: 
     import warnings
 
     filters = list(warnings.filters) if local else None  # a remote worker's are its own
+    settings = settings._replace(out_dir=_absolute(settings.out_dir))  # see `absolute`
     return Job(tuple(kernels), settings, count, _versions(), filters)
 
 
@@ -306,7 +307,8 @@ class _Batch:
         try:
             self.shared = self._send(job)
             size = chunk_size(len(self.tasks), max(1, sum(self.client.nthreads().values())))
-            chunks = [Chunk(i, self.tasks[i : i + size]) for i in range(0, len(self.tasks), size)]
+            sent = [absolute(task) for task in self.tasks]
+            chunks = [Chunk(i, sent[i : i + size]) for i in range(0, len(sent), size)]
             finished = as_completed(
                 self._submit(chunks), loop=self.client.loop, with_results=True,
                 raise_errors=False,
@@ -345,7 +347,8 @@ class _Batch:
                     finished.update(self._submit(_singles(chunk)))
                     continue
                 for offset, outcome in enumerate(self._outcomes(chunk, future.status, result)):
-                    self.on_result(chunk.first + offset, outcome)
+                    index = chunk.first + offset
+                    self.on_result(index, as_planned(outcome, self.tasks[index]))
             if not arrived:
                 if watch.lost_every_worker():
                     self._fail_pending(watch.reason)
@@ -377,6 +380,39 @@ class _Batch:
                 self.client.sync(
                     self.client._cancel, list(self.pending), callback_timeout=CLOSE_TIMEOUT
                 )
+
+
+def absolute(task: Task) -> Task:
+    """The task with absolute paths, as a worker with another working folder must see them
+    (``os.path.abspath``: symbolic links kept, as the shared filesystem's mounts are)."""
+    image = task.image
+    if image.path is not None:
+        image = image._replace(path=_absolute(image.path))
+    outputs = tuple(tuple(_absolute(p) for p in pair) for pair in task.outputs)
+    return Task(image, outputs)
+
+
+def _absolute(path: Path | None) -> Path | None:
+    if path is None or path.is_absolute():
+        return path
+    return Path(os.path.abspath(path))
+
+
+def as_planned(outcome: Outcome, task: Task) -> Outcome:
+    """A report whose outputs name the paths as they were planned (relative ones relative
+    again), so that its rows are those of a --jobs run."""
+    if isinstance(outcome, Failure):
+        return outcome
+    results = []
+    for result, (output, compare) in zip(outcome.results, task.outputs, strict=True):
+        written = str(result.output) if result.output is not None else None
+        rows = tuple(
+            row._replace(output=str(output)) if written and row.output == written else row
+            for row in result.rows
+        )
+        results.append(result._replace(rows=rows, output=output, compare=compare))
+    outcome.results[:] = results
+    return outcome
 
 
 def _singles(chunk: Chunk) -> list[Chunk]:

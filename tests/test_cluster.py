@@ -292,6 +292,22 @@ def test_images_that_fail_on_the_workers_are_reported_and_the_rest_written(
 
 
 @pytest.mark.slow
+def test_relative_paths_reach_workers_that_run_elsewhere(
+    photos, reference, cluster, tmp_path, monkeypatch
+):
+    """The workers run in another folder (the checkout): relative inputs and outputs reach
+    them as absolute paths, and the rows name the outputs as planned, as --jobs does."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "in").symlink_to(photos)
+    tasks, kernels, settings = plan(Path("in"), Path("out"))
+    outcomes = run(tasks, kernels, settings, cluster.address)
+    rows = rows_of(outcomes)
+    assert all(row["output"].startswith("out/") for row in rows)
+    assert files(tmp_path / "out") == files(reference[0])
+    assert not (ROOT / "out").exists()
+
+
+@pytest.mark.slow
 def test_an_output_a_worker_cannot_write_names_the_path_and_the_worker(photos, cluster, tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_bytes(b"")
