@@ -38,13 +38,13 @@ PRECISIONS = ("float64", "float32")
 STRATEGIES = ("filter2d", "separable", "fft")
 # What each kind of work is charged for; the model holds one weight per feature.
 FEATURES = {
-    "direct": ("call", "pixel", "pixel_tap", "pixel_kernel_row"),
-    "opencv_dft": ("call", "pixel", "tile_transform"),
+    "direct": ("pixel", "pixel_tap", "pixel_kernel_row"),
+    "opencv_dft": ("pixel", "tile_transform"),
     "separable": (
-        "pass", "pass_pixel", "pass_pixel_column_tap", "pass_pixel_row_tap",
-        "pass_pixel_column_tap_beyond_8", "add",
+        "pass_pixel", "pass_pixel_column_tap", "pass_pixel_row_tap",
+        "pass_pixel_column_tap_beyond_8", "pass_pixel_column_tap_squared", "add",
     ),
-    "fft": ("call", "padded_pixel", "transform"),
+    "fft": ("padded_pixel", "radix_2_passes", "radix_3_passes", "radix_5_passes"),
 }  # fmt: skip
 # OpenCV's filter2D sums directly below this many taps and takes its DFT path from there
 # (dftFilter2D in imgproc's filter.dispatch.cpp): 130 for float32 on a CPU with SSE3, else 50.
@@ -131,22 +131,25 @@ def features(kind: str, geometry: Geometry, passes: int = 0) -> tuple[float, ...
     height, width, channels, (kh, kw) = geometry[:4]
     megapixels = height * width * channels / 1e6
     if kind == "direct":
-        return (1.0, megapixels, megapixels * kh * kw, megapixels * kh)
+        return (megapixels, megapixels * kh * kw, megapixels * kh)
     if kind == "separable":
         work = passes * megapixels
         # The column pass reads kH rows of OpenCV's buffer at once: beyond the cache's ways
         # (8 here), rows whose addresses alias (power-of-two widths) evict one another.
         crowded = work * max(kh - 8, 0)
         extra_terms = max(passes - 1, 0) * megapixels
-        return (float(passes), work, work * kh, work * kw, crowded, extra_terms)
+        return (work, work * kh, work * kw, crowded, work * kh * kh / 100, extra_terms)
     if kind == "opencv_dft":
-        return (1.0, megapixels, channels * _opencv_tile_work(height, width, kh, kw) / 1e6)
+        return (megapixels, channels * _opencv_tile_work(height, width, kh, kw) / 1e6)
     if kind == "fft":
         grow = 0 if geometry.padded else 1
         padded_h, padded_w = height + grow * (kh - 1), width + grow * (kw - 1)
         rows, columns = _fast_length(padded_h + kh - 1), _fast_length(padded_w + kw - 1)
-        transforms = (2 * channels + 1) * rows * columns * math.log2(rows * columns)
-        return (1.0, channels * padded_h * padded_w / 1e6, transforms / 1e6)
+        # Two transforms per channel and one of the kernel, each a pass over all samples per
+        # prime factor of each side; radix 3 and 5 passes cost more than radix 2 ones.
+        samples = (2 * channels + 1) * rows * columns / 1e6
+        passes = np.add(_radix_passes(rows), _radix_passes(columns))
+        return (channels * padded_h * padded_w / 1e6, *(samples * float(n) for n in passes))
     raise ValueError(f"unknown kind of work {kind!r}")
 
 
@@ -167,6 +170,18 @@ def _opencv_tile(length: int, taps: int) -> tuple[int, int]:
     return max(min(transform - taps + 1, length), 1), transform
 
 
+def _radix_passes(length: int) -> tuple[int, int, int]:
+    """(a, b, c) of ``length`` = 2^a 3^b 5^c, as `_fast_length` returns them."""
+    counts = []
+    for prime in (2, 3, 5):
+        count = 0
+        while length % prime == 0:
+            length //= prime
+            count += 1
+        counts.append(count)
+    return counts[0], counts[1], counts[2]
+
+
 def _fast_length(length: int) -> int:
     """The smallest 2^a 3^b 5^c at least ``length``: OpenCV's getOptimalDFTSize and scipy's
     next_fast_len for real transforms agree on it (without importing scipy here)."""
@@ -175,8 +190,8 @@ def _fast_length(length: int) -> int:
     return int(cv2.getOptimalDFTSize(length))
 
 
-# --- the built-in model: fitted by `calibrate` on a 2-core AMD EPYC (OpenCV 5.0, numpy 2.4,
-# scipy 1.17), at 512^2, 1024^2 and 2048^2 -------------------------------------------------
+# --- the built-in model: fitted by `fit_model` to the best of several `measure` runs on a
+# 2-core AMD EPYC (OpenCV 5.0.0, numpy 2.4.6, scipy 1.17.1), 512^2 to 4096^2 ---------------
 
 BUILT_IN = CostModel(
     bands=(
@@ -184,16 +199,16 @@ BUILT_IN = CostModel(
             262144,
             {
                 "float64": {
-                    "direct": (0.9003, 0, 0.1887, 0.0732),
-                    "opencv_dft": (1.18, 0, 0.2881),
-                    "separable": (0.1096, 0, 0.2612, 0.094, 3.336, 1.075),
-                    "fft": (0.6884, 0, 0.4854),
+                    "direct": (2.537, 0.1304, 0.04668),
+                    "opencv_dft": (4.251, 0.2906),
+                    "separable": (0.5671, 0, 0.1653, 0.3749, 0.4119, 2.234),
+                    "fft": (3.275, 0.379, 0.824, 1.217),
                 },
                 "float32": {
-                    "direct": (0.006118, 0, 0.03575, 0.02518),
-                    "opencv_dft": (0.7248, 0, 0.3266),
-                    "separable": (0.01113, 0, 0.09553, 0.04271, 2.393, 0.01573),
-                    "fft": (0, 1.014, 0.1806),
+                    "direct": (0.06359, 0.03379, 0.01942),
+                    "opencv_dft": (4.76, 0.254),
+                    "separable": (0.2535, 0, 0.07495, 0.04979, 0.4966, 0.03936),
+                    "fft": (0, 0.1607, 0.2625, 0.4439),
                 },
             },
         ),
@@ -201,16 +216,16 @@ BUILT_IN = CostModel(
             1048576,
             {
                 "float64": {
-                    "direct": (0, 0.9958, 0.05557, 0.1645),
-                    "opencv_dft": (0, 4.051, 0.2634),
-                    "separable": (0, 0.4367, 0.0654, 0.06836, 1.504, 0.9867),
-                    "fft": (7.628, 0, 0.2165),
+                    "direct": (0.9958, 0.05557, 0.1645),
+                    "opencv_dft": (4.204, 0.257),
+                    "separable": (0.6254, 0, 0.09291, 0.04579, 0.09777, 1.081),
+                    "fft": (0, 0.3434, 0.5942, 0.6237),
                 },
                 "float32": {
-                    "direct": (0, 0.06232, 0.03456, 0.04201),
-                    "opencv_dft": (0, 3.96, 0.2491),
-                    "separable": (0, 0.3353, 0.06402, 0.0372, 0.6104, 0.08158),
-                    "fft": (0, 0, 0.1649),
+                    "direct": (0.1996, 0.02746, 0.02661),
+                    "opencv_dft": (4.319, 0.2317),
+                    "separable": (0.4647, 0.03077, 0.0424, 0, 0.08571, 0.1416),
+                    "fft": (0, 0.07259, 0.2324, 0.5283),
                 },
             },
         ),
@@ -218,16 +233,33 @@ BUILT_IN = CostModel(
             4194304,
             {
                 "float64": {
-                    "direct": (0, 0.4804, 0.04546, 0.2344),
-                    "opencv_dft": (0, 4.916, 0.2396),
-                    "separable": (0, 0.9203, 0.06084, 0.05812, 3.381, 0.7932),
-                    "fft": (5.495, 18.85, 0.02531),
+                    "direct": (0.4804, 0.04546, 0.2344),
+                    "opencv_dft": (4.386, 0.2567),
+                    "separable": (1.085, 0, 0.08743, 0.04531, 0.09242, 0.7931),
+                    "fft": (0, 0.3057, 0.4211, 0.7292),
                 },
                 "float32": {
-                    "direct": (0, 0.9094, 0.01266, 0.0582),
-                    "opencv_dft": (0, 4.037, 0.2344),
-                    "separable": (0, 0.5443, 0.04915, 0.03409, 1.656, 0.5241),
-                    "fft": (0, 5.064, 0.1203),
+                    "direct": (0.8614, 0.01337, 0.05704),
+                    "opencv_dft": (3.157, 0.2478),
+                    "separable": (0.7328, 0.003594, 0.04591, 0.01995, 0.07611, 0.5182),
+                    "fft": (0, 0.2412, 0.1743, 0.5159),
+                },
+            },
+        ),
+        (
+            16777216,
+            {
+                "float64": {
+                    "direct": (0, 0.1109, 0.3425),
+                    "opencv_dft": (6.109, 0.1915),
+                    "separable": (1.786, 0.0889, 0.1117, 0.02466, 0, 0.8511),
+                    "fft": (0, 0.2467, 1.332, 0),
+                },
+                "float32": {
+                    "direct": (0.6348, 0.02378, 0.08724),
+                    "opencv_dft": (5.733, 0.1598),
+                    "separable": (0.9528, 0.01768, 0.04663, 0.02015, 0.0562, 0.4338),
+                    "fft": (0.2921, 0.4316, 0, 0),
                 },
             },
         ),
