@@ -64,6 +64,10 @@ CACHED_BANDS = 3  # bands of input kept: a halo reaches into the bands above and
 BAND_ROWS = (4096, 2048, 1024, 512, 256)
 CHUNK_COLUMNS = (8192, 4096, 2048, 1024, 512, 256)
 MAX_THREADS = 8
+# What dask spends, in ms on this 2-core machine, on each band's graph and on each chunk of it
+# (filtering a 256 x 20000 band: about 6 ms a band, 0.8 ms a chunk): plan_tiles keeps it low.
+BAND_COST = 6.0
+TASK_COST = 0.8
 # Arrays from this size on are handed back to the system when freed (`limit_heap_retention`).
 HEAP_RETENTION_BYTES = 1 << 20
 TIFF_SIGNATURES = (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+")
@@ -256,29 +260,27 @@ class TiledReader:
     def take(self, rows: np.ndarray, columns: np.ndarray) -> np.ndarray:
         """``image[rows][:, columns]`` in the stored channels; 0 where an index is -1.
 
-        Runs of consecutive indices are copied as slices (a window's rows and columns are
-        one long run, plus a few padding indices at each end).
+        Runs of consecutive indices are copied as slices, straight into the result (a
+        window's rows and columns are one long run, plus a few padding indices at each end).
         """
         height, width = self.image.shape[:2]
         stored_rows = _stored(rows, height, self._flips[0])
         stored_columns = _stored(columns, width, self._flips[1])
-        pieces = []
+        out = np.empty((len(rows), len(columns)) + self.image.shape[2:], self.image.dtype)
+        column_runs = [
+            (start, stop, _run_slice(stored_columns, start, stop))
+            for start, stop in _runs(stored_columns, columns >= 0, width + 1)
+            if columns[start] >= 0
+        ]
         for start, stop in _runs(stored_rows, rows >= 0, self.band_rows):
             if rows[start] < 0:
-                shape = (stop - start, len(columns)) + self.image.shape[2:]
-                pieces.append(np.zeros(shape, self.image.dtype))
                 continue
             band = int(stored_rows[start]) // self.band_rows
-            first = int(stored_rows[start]) - band * self.band_rows
-            pixels, count = self._band(band), stop - start
-            if count == 1 or stored_rows[start + 1] > stored_rows[start]:
-                picked = pixels[first : first + count]
-            else:  # a run going up: reflected padding, or a flipped image
-                picked = pixels[first - count + 1 : first + 1][::-1]
-            pieces.append(_take_columns(picked, stored_columns))
-        out = pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
-        if (columns < 0).any():
-            out[:, columns < 0] = 0
+            pixels = self._band(band)[_run_slice(stored_rows - band * self.band_rows, start, stop)]
+            for left, right, taken in column_runs:
+                out[start:stop, left:right] = pixels[:, taken]
+        out[rows < 0] = 0
+        out[:, columns < 0] = 0
         return out
 
     def _band(self, band: int) -> np.ndarray:
@@ -322,15 +324,28 @@ class TiledReader:
         band = np.zeros(((last - first + 1) * rows, width) + self.image.shape[2:], page.dtype)
         offsets = [page.dataoffsets[i] for i in indices]
         counts = [page.databytecounts[i] for i in indices]
+        decode = self._raw if _uncompressed(page) else self._decoded
         for data, index in self._tiff.filehandle.read_segments(offsets, counts, indices):
             if not data:
                 continue  # a sparse file's empty tile: zeros
-            segment, (_, _, y, x, _), _ = page.decode(data, index, jpegtables=page.jpegtables)
-            part = segment.reshape(segment.shape[-3:])[: height - y, : width - x]
+            y, x = (index // across) * rows, (index % across) * columns
+            part = decode(page, data, index, columns)[: height - y, : width - x]
             part = part[..., 0] if band.ndim == 2 else part
             band[y - first * rows : y - first * rows + part.shape[0], x : x + part.shape[1]] = part
         start = top - first * rows
         return np.ascontiguousarray(band[start : start + bottom - top], dtype=self.image.dtype)
+
+    def _raw(self, page, data: bytes, index: int, columns: int) -> np.ndarray:
+        """An uncompressed segment as it lies in the file: no decoder needed."""
+        samples = self.image.channels
+        dtype = np.dtype(page.dtype).newbyteorder(self._tiff.byteorder)
+        count = len(data) // (columns * samples * dtype.itemsize)
+        pixels = np.frombuffer(data, dtype, count * columns * samples)
+        return pixels.reshape(count, columns, samples)
+
+    def _decoded(self, page, data: bytes, index: int, columns: int) -> np.ndarray:
+        segment = page.decode(data, index, jpegtables=page.jpegtables)[0]
+        return segment.reshape(segment.shape[-3:])
 
     def _read_array(self, top: int, bottom: int) -> np.ndarray:
         import zarr
@@ -354,34 +369,36 @@ class TiledReader:
 
 def _runs(indices: np.ndarray, inside: np.ndarray, band_rows: int) -> list[tuple[int, int]]:
     """(start, stop) positions of the runs of ``indices`` that step by +1 (or by -1)
-    within one band of ``band_rows``, or lie all outside the image."""
-    runs: list[tuple[int, int]] = []
-    start = 0
-    for i in range(1, len(indices) + 1):
-        if i < len(indices) and _continues(indices, inside, band_rows, start, i):
-            continue
-        runs.append((start, i))
-        start = i
-    return runs
+    within one band of ``band_rows``, or lie all outside the image.
+
+    Examples
+    --------
+    >>> _runs(np.array([2, 1, 0, 1, 2, 3, 3]), np.ones(7, bool), 10)
+    [(0, 3), (3, 6), (6, 7)]
+    """
+    if len(indices) < 2:
+        return [(0, len(indices))] if len(indices) else []
+    steps = np.diff(indices)
+    same_band = indices[1:] // band_rows == indices[:-1] // band_rows
+    unit = (np.abs(steps) == 1) & inside[1:] & inside[:-1] & same_band
+    breaks = ~(unit | (~inside[1:] & ~inside[:-1]))
+    breaks[1:] |= unit[1:] & unit[:-1] & (steps[1:] != steps[:-1])  # a run turns round
+    edges = [0, *(np.flatnonzero(breaks) + 1).tolist(), len(indices)]
+    return list(zip(edges[:-1], edges[1:], strict=True))
 
 
-def _continues(indices, inside, band_rows: int, start: int, i: int) -> bool:
-    if not inside[i] or not inside[start]:
-        return not inside[i] and not inside[start]
-    step = int(indices[i] - indices[i - 1])
-    first = int(indices[start + 1] - indices[start]) if i - start > 1 else step
-    same_band = indices[i] // band_rows == indices[start] // band_rows
-    return step in (1, -1) and step == first and same_band
+def _run_slice(indices: np.ndarray, start: int, stop: int) -> slice:
+    """The slice that picks ``indices[start:stop]``, a run stepping by +1 or by -1."""
+    first, count = int(indices[start]), stop - start
+    if count == 1 or indices[start + 1] > indices[start]:
+        return slice(first, first + count)
+    return slice(first, first - count if first >= count else None, -1)
 
 
-def _take_columns(rows: np.ndarray, columns: np.ndarray) -> np.ndarray:
-    """``rows[:, columns]``, the longest run of consecutive columns copied as one slice."""
-    edges = [0, *(np.flatnonzero(np.diff(columns) != 1) + 1).tolist(), len(columns)]
-    start, stop = max(zip(edges[:-1], edges[1:], strict=True), key=lambda e: e[1] - e[0])
-    if stop - start < 16:
-        return rows[:, columns]
-    middle = rows[:, columns[start] : columns[stop - 1] + 1]
-    return np.concatenate([rows[:, columns[:start]], middle, rows[:, columns[stop:]]], axis=1)
+def _uncompressed(page) -> bool:
+    """Whether a page's segments are its samples as they are (in the file's byte order)."""
+    plain = page.compression == 1 and page.predictor == 1 and page.fillorder == 1
+    return plain and page.bitspersample == 8 * np.dtype(page.dtype).itemsize
 
 
 def _flips(orientation: int) -> tuple[bool, bool]:
@@ -433,12 +450,12 @@ def tiled_peak_bytes(
 
     ``shape`` is the filtered image's (alpha set aside, grey under ``--gray``);
     ``stored_channels`` the file's. Counted: the cached bands of input; for the band being
-    filtered and the next one, the padded band (and its grey copy) and the output band
-    with its chunks; per thread, a chunk with its halo, what the backend allocates
+    filtered and the one being written, the padded window (and its grey copy) and the
+    output band with its chunks; per thread, a chunk with its halo, what the backend allocates
     (`convkit.resources.backend_peak_bytes`) and a float response with its clipped copy,
     for the whole chunk or, where the engine streams it (``strip_rows``, as
-    `convkit.engine.strip_rows` gives), for a strip of it; the rows waiting to fill a row
-    of tiles.
+    `convkit.engine.strip_rows` gives), for a strip of it (none at all for 0: OpenCV's
+    saturating filter writes the pixels); the rows waiting to fill a row of tiles.
     """
     height, width = shape[:2]
     channels = shape[2] if len(shape) == 3 else 1
@@ -448,16 +465,16 @@ def tiled_peak_bytes(
     padded = (rows + kh - 1) * (width + kw - 1)
     cached = CACHED_BANDS * rows * width * stored * image_item
     band_in = padded * (stored + channels) * image_item  # read, then split or made grey
-    band_out = 3 * rows * width * (channels + (stored > channels)) * out_item  # chunks, joined
+    written = channels + (stored > channels)  # alpha carried through
+    band_out = (2 + (stored > channels)) * rows * width * written * out_item  # chunks, joined
     haloed = (rows + kh - 1, columns + kw - 1, channels)
-    filtered = haloed if strip_rows is None else (min(strip_rows, rows) + kh - 1, *haloed[1:])
-    per_thread = (
-        haloed[0] * haloed[1] * channels * image_item  # the chunk with its halo
-        + backend_peak_bytes(backend, filtered, kernel_shape, True, item)
-        + filtered[0] * filtered[1] * channels * 16  # the response, its clipped copy
-        + rows * columns * channels * out_item  # the chunk's pixels
-    )
-    waiting = (rows + TILE) * width * (channels + 1) * out_item  # rows short of a tile row
+    per_thread = haloed[0] * haloed[1] * channels * image_item  # the chunk with its halo
+    per_thread += rows * columns * channels * out_item  # the chunk's pixels
+    if strip_rows != 0:  # a float response, of a strip or of the whole chunk
+        filtered = haloed if strip_rows is None else (min(strip_rows, rows) + kh - 1, *haloed[1:])
+        per_thread += backend_peak_bytes(backend, filtered, kernel_shape, True, item)
+        per_thread += filtered[0] * filtered[1] * channels * 16  # the response, clipped
+    waiting = 2 * TILE * width * written * out_item  # a row of tiles, rows short of one
     return cached + 2 * (band_in + band_out) + threads * per_thread + waiting
 
 
@@ -469,14 +486,16 @@ def plan_tiles(
     backend: str,
     max_memory: int | None,
     stored_channels: int | None = None,
-    item: int = 8,
+    settings: ApplySettings | None = None,
     name: str = "the image",
-    rescale: str = "clip",
 ) -> TilePlan:
-    """The largest bands and chunks, on as many threads as cores, that fit ``max_memory``.
+    """The bands and chunks, on as many threads as cores, that fit ``max_memory`` and cost
+    dask the least: it spends about `BAND_COST` on each band's graph and `TASK_COST` on
+    each chunk of it.
 
     Bands are whole 256-pixel tile rows; fewer threads are used only where one chunk per
-    core does not fit.
+    core does not fit. ``settings`` (the rescale policy, bias, activation, precision and
+    padding) tell how each chunk is filtered (`tiled_peak_bytes`).
 
     Raises
     ------
@@ -484,6 +503,9 @@ def plan_tiles(
         If even bands of one tile row in chunks of one tile on one thread do not fit,
         naming ``--max-memory``.
     """
+    from convkit.pipeline import ApplySettings
+
+    settings = settings or ApplySettings()
     height, width = shape[:2]
     step = overview_step(height, width)
     unit = max(TILE, step)  # whole blocks of the overview in every band
@@ -492,20 +514,24 @@ def plan_tiles(
     bands = _sizes(BAND_ROWS, unit, height, reach)
     chunks = _sizes(CHUNK_COLUMNS, TILE, width, reach)
     limit = math.inf if max_memory is None else max_memory
+    item = 4 if settings.precision == "float32" else 8
+    dtype = np.dtype(np.uint16 if image_item == 2 else np.uint8)
 
     def peak(rows: int, columns: int, threads: int) -> int:
         return max(
             tiled_peak_bytes(shape, image_item, out_item, k.shape, backend, rows, columns,
                              threads, stored_channels, item,
-                             _strip_rows(shape, image_item, k, backend, rescale, columns))
+                             _floats_per_strip(shape, dtype, k, backend, settings, columns))
             for k in kernels
         )  # fmt: skip
 
+    def cost(rows: int, columns: int) -> float:
+        return -(-height // rows) * (BAND_COST + TASK_COST * -(-width // columns))
+
     for threads in range(cores, 0, -1):
-        # the most rows per band first (fewer bands, fewer calls), then the widest chunks
         fits = [(r, c) for r in bands for c in chunks if peak(r, c, threads) <= limit]
         if fits:
-            rows, columns = max(fits)
+            rows, columns = min(fits, key=lambda rc: (cost(*rc), -rc[1]))
             return TilePlan(rows, columns, threads, step, peak(rows, columns, threads))
     least = peak(bands[-1], chunks[-1], 1)
     raise UsageError(
@@ -539,15 +565,26 @@ def limit_heap_retention(threshold: int = HEAP_RETENTION_BYTES) -> bool:
     return bool(mallopt(m_mmap_threshold, threshold))
 
 
-def _strip_rows(shape, image_item: int, kernel: Kernel, backend: str, rescale: str,
-                columns: int) -> int | None:  # fmt: skip
-    """The rows per strip in which the engine filters a chunk, or None (whole)."""
-    from convkit.engine import strip_rows
+def _floats_per_strip(
+    shape, dtype: np.dtype, kernel: Kernel, backend: str, settings: ApplySettings, columns: int
+) -> int | None:
+    """The rows of float response the engine holds at once for one chunk: 0 where its
+    one-pass saturating filter writes the pixels, a strip's (`convkit.engine.strip_rows`),
+    or None for the whole chunk (``minmax`` and ``none`` keep the response)."""
+    from convkit.backends import KNOWN_BACKENDS
+    from convkit.engine import strip_rows, working_dtype
 
-    dtype = np.uint16 if image_item == 2 else np.uint8
+    if settings.rescale == "minmax":
+        return None
+    plain = settings.rescale == "clip" and not settings.bias and settings.activation is None
+    exact = working_dtype(dtype, kernel.weights, settings.padding.cval, kernel.offset)
+    # as `convkit.engine.convolve_to_image` decides
+    float64 = settings.precision == "float64"
+    if KNOWN_BACKENDS[backend].saturating and plain and float64 and exact == np.float32:
+        return 0
     chunk = (shape[0] + kernel.shape[0] - 1, min(columns, shape[1]) + kernel.shape[1] - 1)
     like = np.broadcast_to(np.zeros((), dtype), chunk + tuple(shape[2:]))
-    return strip_rows(like, kernel, VALID, backend, rescale)
+    return strip_rows(like, kernel, VALID, backend, settings.rescale)
 
 
 def _sizes(candidates: tuple[int, ...], unit: int, extent: int, least: int) -> list[int]:
@@ -708,10 +745,8 @@ def apply_tiled(
     for backend in backends:
         get_backend(backend)  # import its library now, not in a thread
     out_item = 4 if settings.rescale == "none" else image.dtype.itemsize
-    item = 4 if settings.precision == "float32" else 8
     plan = plan_tiles(shape, image.dtype.itemsize, out_item, kernels, tiled,
-                      settings.max_memory, image.channels, item, name,
-                      settings.rescale)  # fmt: skip
+                      settings.max_memory, image.channels, settings, name)  # fmt: skip
     notes = [note] if note else []
     notes.append(_plan_note(image, plan, settings))
     if settings.rescale == "minmax":
@@ -1010,7 +1045,7 @@ def overview(band: np.ndarray, step: int) -> np.ndarray:
     row of each block (a picture of at most `OVERVIEW_SIDE` pixels a side shows no
     difference, and it costs an eighth)."""
     every = _sampled_rows(step)
-    return block_mean(band[::every], step // every) if every > 1 else block_mean(band, step)
+    return block_mean(band[::every], (step // every, step))
 
 
 def _sampled_rows(step: int) -> int:
@@ -1018,52 +1053,59 @@ def _sampled_rows(step: int) -> int:
 
 
 def detail_density(band: np.ndarray, step: int) -> np.ndarray:
-    """How much detail an output band has: block means of ``step`` x ``step`` pixels of
-    |pixel - its 3x3 mean|, summed over channels (the score `detail_region` uses), as
-    float32, from every `_sampled_rows`-th row of each block (with its neighbours).
-    Integer bands are scored in their own type (OpenCV's rounded mean): cheap, and plenty
-    to tell where the detail is."""
+    """How much detail an output band has, as block means of ``step`` x ``step`` pixels,
+    float32: |pixel - its right neighbour| + |pixel - the one below|, summed over channels
+    (a cheaper cousin of the |pixel - 3x3 mean| that `detail_region` scores), from every
+    `_sampled_rows`-th row. Integer bands are scored in their own type."""
     import cv2
 
     every = _sampled_rows(step)
-    if every > 1 and band.shape[0] >= 3:  # each sampled row with the rows around it
-        centres = np.arange(1, band.shape[0] - 1, every)
-        band = band[np.sort(np.concatenate([centres - 1, centres, centres + 1]))]
-        step = 3 * (step // every)
-    values = np.ascontiguousarray(band)
+    values = np.asarray(band)
     if values.dtype.kind == "f":
         values = np.nan_to_num(values.astype(np.float32), posinf=0.0, neginf=0.0)
-    density = block_mean(cv2.absdiff(values, cv2.blur(values, (3, 3))), step)
+    rows = np.arange(0, values.shape[0], every)
+    sampled = np.ascontiguousarray(values[rows])
+    below = np.ascontiguousarray(values[np.minimum(rows + 1, values.shape[0] - 1)])
+    detail = cv2.absdiff(sampled, below)
+    right = cv2.absdiff(sampled[:, 1:], sampled[:, :-1])
+    detail[:, :-1] = cv2.add(detail[:, :-1], right)  # saturating, as 8-bit detail may be
+    density = block_mean(detail, (max(1, step // every), step))
     return density.sum(axis=2) if density.ndim == 3 else density
 
 
-def block_mean(array: np.ndarray, step: int) -> np.ndarray:
-    """Means of ``step`` x ``step`` blocks (the last row and column of blocks partial), as
-    float32.
+def block_mean(array: np.ndarray, step: int | tuple[int, int]) -> np.ndarray:
+    """Means of blocks of ``step`` rows by ``step`` columns (or of (rows, columns) for a
+    pair), the last row and column of blocks partial, as float32.
 
     Examples
     --------
     >>> block_mean(np.arange(20.0).reshape(4, 5), 2)
     array([[ 3. ,  5. ,  6.5],
            [13. , 15. , 16.5]], dtype=float32)
+    >>> block_mean(np.arange(20.0).reshape(4, 5), (1, 5))
+    array([[ 2.],
+           [ 7.],
+           [12.],
+           [17.]], dtype=float32)
     """
+    down, across = (step, step) if isinstance(step, int) else step
     values = np.asarray(array)
-    if step == 1:
+    if down == across == 1:
         return values.astype(np.float32)
     # float32 sums of 8-bit values are exact up to 2**24 / 255 of them; others use float64
-    total = np.float32 if values.dtype == np.uint8 and step <= 256 else np.float64
+    total = np.float32 if values.dtype == np.uint8 and down * across <= 2**16 else np.float64
     height, width = values.shape[:2]
-    rows, columns = height // step, width // step
-    out = np.empty((-(-height // step), -(-width // step)) + values.shape[2:], np.float32)
+    rows, columns = height // down, width // across
+    out = np.empty((-(-height // down), -(-width // across)) + values.shape[2:], np.float32)
     if rows and columns:
-        whole = values[: rows * step, : columns * step]
-        sums = whole.reshape(rows, step, *whole.shape[1:]).sum(axis=1, dtype=total)
-        sums = sums.reshape(rows, columns, step, *sums.shape[2:]).sum(axis=2)
-        out[:rows, :columns] = sums / (step * step)
+        whole = values[: rows * down, : columns * across]
+        sums = whole.reshape(rows, down, *whole.shape[1:]).sum(axis=1, dtype=total)
+        sums = sums.reshape(rows, columns, across, *sums.shape[2:]).sum(axis=2)
+        out[:rows, :columns] = sums / (down * across)
     for y in range(rows, out.shape[0]):  # the partial last row of blocks
-        out[y] = _means_along(values[y * step :].mean(axis=0, dtype=np.float64), step)
+        out[y] = _means_along(values[y * down :].mean(axis=0, dtype=np.float64), across)
     for x in range(columns, out.shape[1]):  # the partial last column of blocks
-        out[:, x] = _means_along(values[:, x * step :].mean(axis=1, dtype=np.float64), step)
+        out[:, x] = _means_along(values[:, x * across :].mean(axis=1, dtype=np.float64), down)
     return out
 
 
@@ -1133,7 +1175,7 @@ def _filtered_channels(image: TiledImage, settings) -> int:
 
 def _computed_bands(work: _Pass) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """(output band with its alpha, input band under it) in order, the next band read and
-    filtered on a background thread meanwhile."""
+    filtered on a background thread while this one writes the current one."""
     from concurrent.futures import ThreadPoolExecutor
 
     regions = _band_regions(work.shape, work.plan.band_rows)
@@ -1142,14 +1184,12 @@ def _computed_bands(work: _Pass) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     def compute(position: int) -> tuple[np.ndarray, np.ndarray]:
         region = regions[position]
         window, alpha = read_window(work.reader, work.kernel, region, work.settings)
-        filtered = _filter_band(work, window)
+        band = _with_alpha(_filter_band(work, window), alpha)
         # the input under the band; under `valid` the last band takes the input's last rows
         _, _, rows, columns = region
         if work.settings.padding.mode != "valid":
-            original = window[ay : ay + rows, ax : ax + columns]
-        else:
-            original = window if position == len(regions) - 1 else window[:rows]
-        return _with_alpha(filtered, alpha), original
+            return band, window[ay : ay + rows, ax : ax + columns]
+        return band, window if position == len(regions) - 1 else window[:rows]
 
     pool = ThreadPoolExecutor(1, thread_name_prefix="convkit-band")
     try:
@@ -1171,12 +1211,15 @@ def _with_alpha(band: np.ndarray, alpha: np.ndarray | None) -> np.ndarray:
 
 
 def _row_of_tiles(rows: np.ndarray, progress, label, counter, total) -> Iterator[np.ndarray]:
-    """A row of tiles, each contiguous (made so in one copy of the row)."""
+    """A row of tiles, each contiguous, made in one copy of the rows."""
     height, width = rows.shape[:2]
-    across = -(-width // TILE)
-    padded = np.zeros((height, across * TILE) + rows.shape[2:], rows.dtype)
-    padded[:, :width] = rows
-    tiles = padded.reshape(height, across, TILE, *rows.shape[2:]).swapaxes(0, 1).copy()
+    whole, across = width // TILE, -(-width // TILE)
+    tiles = np.empty((across, height, TILE) + rows.shape[2:], rows.dtype)
+    split = rows[:, : whole * TILE].reshape(height, whole, TILE, *rows.shape[2:])
+    tiles[:whole] = split.swapaxes(0, 1)
+    if across > whole:  # the last tile of the row, padded with zeros as tifffile would
+        tiles[whole] = 0
+        tiles[whole, :, : width - whole * TILE] = rows[:, whole * TILE :]
     for tile in tiles:
         yield tile
         counter[0] += 1

@@ -214,8 +214,8 @@ def test_ctrl_c_leaves_neither_the_output_nor_a_temporary(tmp_path, grey):
 def test_comparison_shows_every_backend_on_a_crop(tmp_path, rng):
     from convkit.console import timing_table
 
-    image = np.zeros((600, 700), np.uint8)
-    image[420:440, 500:540] = rng.integers(0, 256, (20, 40))  # the detail is here
+    image = np.zeros((600, 2100), np.uint8)  # overviews of 2 x 2 blocks
+    image[420:440, 1800:1840] = rng.integers(0, 256, (20, 40))  # the detail is here
     source = write_tiff(tmp_path / "img.tif", image)
     backends = ("naive", "filter2d", "numpy")
     kernels = [get_kernel("sharpen")]
@@ -224,7 +224,7 @@ def test_comparison_shows_every_backend_on_a_crop(tmp_path, rng):
     assert rows["filter2d"].crop is None and rows["filter2d"].output == str(output)
     y, x = (int(v) for v in rows["naive"].crop.split("+")[1:][::-1])
     assert rows["naive"].crop.startswith("256x256+") and rows["numpy"].crop == rows["naive"].crop
-    assert y <= 420 and y + 256 >= 440 and x <= 500 and x + 256 >= 540
+    assert y <= 420 and y + 256 >= 440 and x <= 1800 and x + 256 >= 1840
     assert all(row.max_abs_diff == 0.0 for row in report.rows)
     assert report.results[0].reference == "naive" and report.results[0].agrees
     height, width = _png_shape(compare)
@@ -300,6 +300,9 @@ def test_block_means_and_the_densest_region(rng):
     assert means.shape == (9, 6)
     assert means[2, 3] == pytest.approx(image[16:24, 24:32].mean())
     assert means[8, 5] == pytest.approx(image[64:, 40:].mean())
+    assert tiled.block_mean(image, (7, 5)).shape == (10, 9)
+    band = rng.integers(0, 256, (256, 1000, 3)).astype(np.uint8)
+    assert tiled.detail_density(band, 32).shape == tiled.overview(band, 32).shape[:2] == (8, 32)
     density = np.zeros((40, 40), np.float32)
     density[30, 5] = 1.0
     y, x, h, w = tiled._densest_region(density, 16, (640, 640))
