@@ -43,6 +43,7 @@ FEATURES = {
     "separable": (
         "pass_pixel", "pass_pixel_column_tap", "pass_pixel_row_tap",
         "pass_pixel_column_tap_beyond_8", "pass_pixel_column_tap_squared", "add",
+        "asymmetric_pass_pixel_column_tap",
     ),
     "fft": ("padded_pixel", "radix_2_passes", "radix_3_passes", "radix_5_passes"),
 }  # fmt: skip
@@ -84,10 +85,13 @@ class CostModel:
     bands: tuple[tuple[int, Coefficients], ...]
     source: str = "built-in"
 
-    def predict_ms(self, strategy: str, geometry: Geometry, passes: int = 0) -> float:
-        """The predicted time of ``strategy`` (``passes``: its number of separable terms)."""
+    def predict_ms(
+        self, strategy: str, geometry: Geometry, passes: int = 0, asymmetric: int = 0
+    ) -> float:
+        """The predicted time of ``strategy``; for ``separable``, ``passes`` terms of which
+        ``asymmetric`` have a column factor that OpenCV cannot take as symmetric."""
         kind = cost_kind(strategy, geometry)
-        values = features(kind, geometry, passes)
+        values = features(kind, geometry, passes, asymmetric)
 
         def band_ms(coefficients: Coefficients) -> float:
             weights = coefficients[geometry.precision][kind]
@@ -125,7 +129,9 @@ def opencv_dft_min_taps(precision: str) -> int:
     return OPENCV_DFT_MIN_TAPS
 
 
-def features(kind: str, geometry: Geometry, passes: int = 0) -> tuple[float, ...]:
+def features(
+    kind: str, geometry: Geometry, passes: int = 0, asymmetric: int = 0
+) -> tuple[float, ...]:
     """The amounts of work the weights of ``kind`` multiply, in millions where they count
     pixels, in the order of `FEATURES`."""
     height, width, channels, (kh, kw) = geometry[:4]
@@ -138,7 +144,10 @@ def features(kind: str, geometry: Geometry, passes: int = 0) -> tuple[float, ...
         # (8 here), rows whose addresses alias (power-of-two widths) evict one another.
         crowded = work * max(kh - 8, 0)
         extra_terms = max(passes - 1, 0) * megapixels
-        return (work, work * kh, work * kw, crowded, work * kh * kh / 100, extra_terms)
+        # OpenCV's column filter for symmetric kernels is the faster one (in float32 most).
+        slow_columns = asymmetric * megapixels * kh
+        squared = work * kh * kh / 100
+        return (work, work * kh, work * kw, crowded, squared, extra_terms, slow_columns)
     if kind == "opencv_dft":
         return (megapixels, channels * _opencv_tile_work(height, width, kh, kw) / 1e6)
     if kind == "fft":
@@ -201,13 +210,13 @@ BUILT_IN = CostModel(
                 "float64": {
                     "direct": (2.537, 0.1304, 0.04668),
                     "opencv_dft": (4.251, 0.2906),
-                    "separable": (0.5671, 0, 0.1653, 0.3749, 0.4119, 2.234),
+                    "separable": (0.5671, 0, 0.1653, 0.3749, 0.4119, 2.234, 0),
                     "fft": (3.275, 0.379, 0.824, 1.217),
                 },
                 "float32": {
                     "direct": (0.06359, 0.03379, 0.01942),
                     "opencv_dft": (4.76, 0.254),
-                    "separable": (0.2535, 0, 0.07495, 0.04979, 0.4966, 0.03936),
+                    "separable": (0.2535, 0, 0.07495, 0.04979, 0.4966, 0.03936, 0),
                     "fft": (0, 0.1607, 0.2625, 0.4439),
                 },
             },
@@ -218,13 +227,13 @@ BUILT_IN = CostModel(
                 "float64": {
                     "direct": (0.9958, 0.05557, 0.1645),
                     "opencv_dft": (4.204, 0.257),
-                    "separable": (0.6254, 0, 0.09291, 0.04579, 0.09777, 1.081),
+                    "separable": (0.6254, 0, 0.09291, 0.04579, 0.09777, 1.081, 0),
                     "fft": (0, 0.3434, 0.5942, 0.6237),
                 },
                 "float32": {
                     "direct": (0.1996, 0.02746, 0.02661),
                     "opencv_dft": (4.319, 0.2317),
-                    "separable": (0.4647, 0.03077, 0.0424, 0, 0.08571, 0.1416),
+                    "separable": (0.4647, 0.03077, 0.0424, 0, 0.08571, 0.1416, 0),
                     "fft": (0, 0.07259, 0.2324, 0.5283),
                 },
             },
@@ -235,13 +244,13 @@ BUILT_IN = CostModel(
                 "float64": {
                     "direct": (0.4804, 0.04546, 0.2344),
                     "opencv_dft": (4.386, 0.2567),
-                    "separable": (1.085, 0, 0.08743, 0.04531, 0.09242, 0.7931),
+                    "separable": (1.085, 0, 0.08743, 0.04531, 0.09242, 0.7931, 0),
                     "fft": (0, 0.3057, 0.4211, 0.7292),
                 },
                 "float32": {
                     "direct": (0.8614, 0.01337, 0.05704),
                     "opencv_dft": (3.157, 0.2478),
-                    "separable": (0.7328, 0.003594, 0.04591, 0.01995, 0.07611, 0.5182),
+                    "separable": (0.7328, 0.003594, 0.04591, 0.01995, 0.07611, 0.5182, 0),
                     "fft": (0, 0.2412, 0.1743, 0.5159),
                 },
             },
@@ -252,13 +261,13 @@ BUILT_IN = CostModel(
                 "float64": {
                     "direct": (0, 0.1109, 0.3425),
                     "opencv_dft": (6.109, 0.1915),
-                    "separable": (1.786, 0.0889, 0.1117, 0.02466, 0, 0.8511),
+                    "separable": (1.786, 0.0889, 0.1117, 0.02466, 0, 0.8511, 0),
                     "fft": (0, 0.2467, 1.332, 0),
                 },
                 "float32": {
                     "direct": (0.6348, 0.02378, 0.08724),
                     "opencv_dft": (5.733, 0.1598),
-                    "separable": (0.9528, 0.01768, 0.04663, 0.02015, 0.0562, 0.4338),
+                    "separable": (0.9528, 0.01768, 0.04663, 0.02015, 0.0562, 0.4338, 0),
                     "fft": (0.2921, 0.4316, 0, 0),
                 },
             },
@@ -478,6 +487,7 @@ class Sample(NamedTuple):
     geometry: Geometry
     strategy: str
     passes: int
+    asymmetric: int
     milliseconds: float
 
 
@@ -571,21 +581,35 @@ def _time_cell(
     best = _best_of([partial(run_plan, plan, *arguments) for plan in plans], rounds)
     geometry = Geometry(image.shape[0], image.shape[1], 1, kernel, image.dtype.name)
     return [
-        Sample(geometry, plan.strategy, len(plan.terms or ()), milliseconds)
+        Sample(geometry, plan.strategy, *_passes(plan.terms or ()), milliseconds)
         for plan, milliseconds in zip(plans, best, strict=True)
     ]
 
 
 def _plans_to_time(rng: np.random.Generator, kh: int, kw: int) -> list:
+    """filter2D; one and two passes of symmetric terms (those of Gaussians, LoG, DoG) and one
+    of asymmetric terms, where the kernel has two sides; the FFT from `FFT_MIN_TAPS`."""
     from convkit.backends.auto import Plan
 
     plans = [Plan("filter2d")]
     if min(kh, kw) > 1:
-        terms = tuple((rng.random(kh), rng.random(kw)) for _ in range(2))
-        plans += [Plan("separable", terms[:1]), Plan("separable", terms)]
+        asymmetric = (rng.random(kh), rng.random(kw))
+        symmetric = tuple((rng.random(kh), rng.random(kw)) for _ in range(2))
+        symmetric = tuple((v + v[::-1], w + w[::-1]) for v, w in symmetric)
+        plans += [
+            Plan("separable", symmetric[:1]),
+            Plan("separable", symmetric),
+            Plan("separable", (asymmetric,)),
+        ]
     if kh * kw >= FFT_MIN_TAPS:
         plans.append(Plan("fft"))
     return plans
+
+
+def _passes(terms) -> tuple[int, int]:
+    from convkit.backends.lowrank import asymmetric_passes
+
+    return len(terms), asymmetric_passes(terms)
 
 
 def _best_of(works: Sequence[Callable[[], object]], rounds: int) -> list[float]:
@@ -611,7 +635,7 @@ def fit_model(samples: Sequence[Sample]) -> CostModel:
             coefficients[precision] = {}
             for kind in FEATURES:
                 rows = [
-                    (features(kind, s.geometry, s.passes), s.milliseconds)
+                    (features(kind, s.geometry, s.passes, s.asymmetric), s.milliseconds)
                     for s in samples
                     if s.geometry.height * s.geometry.width == count
                     and s.geometry.precision == precision

@@ -64,7 +64,7 @@ class Forced:
     def __init__(self, strategy: str):
         self.strategy = strategy
 
-    def predict_ms(self, strategy: str, geometry: Geometry, passes: int = 0) -> float:
+    def predict_ms(self, strategy: str, geometry: Geometry, *passes: int) -> float:
         return 0.0 if strategy == self.strategy else 1.0
 
 

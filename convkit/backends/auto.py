@@ -30,6 +30,7 @@ from convkit.backends.lowrank import (
     CACHED_KERNEL_BYTES,
     MAX_TERMS,
     Terms,
+    asymmetric_passes,
     correlate_terms,
     separable_terms,
 )
@@ -126,8 +127,8 @@ def _plan(
         candidates.append(Plan("fft"))
 
     def predicted_ms(candidate: Plan) -> float:
-        passes = len(candidate.terms) if candidate.terms else 0
-        return model.predict_ms(candidate.strategy, geometry, passes)
+        terms = candidate.terms or ()
+        return model.predict_ms(candidate.strategy, geometry, len(terms), asymmetric_passes(terms))
 
     return min(candidates, key=predicted_ms)
 

@@ -27,6 +27,9 @@ RECONSTRUCTION_RTOL = 1e-10
 # sum_k sum|column_k| * sum|row_k| at most this many times sum|K|: each pass rounds in
 # proportion to its own terms' size, and float32 has 1e-5 of agreement to spend on it.
 MAX_AMPLIFICATION = 8.0
+# A kernel this close to its mirror image (against its largest weight) has its terms made
+# exactly even (or odd); the reconstruction check still holds them to the kernel.
+PARITY_RTOL = 1e-12
 # Kernels up to this size (a 128 x 128 float64 one) have their terms kept once found.
 CACHED_KERNEL_BYTES = 128 * 1024
 
@@ -80,10 +83,49 @@ def _terms(weights: np.ndarray, max_terms: int) -> Terms | None:
     for rank in range(2, min(max_terms, len(singular)) + 1):
         if rank < len(singular) and singular[rank] > tolerance:
             continue  # the first term left out is larger than the tolerance on its own
-        terms = tuple((columns[:, k] * singular[k], rows[k].copy()) for k in range(rank))
+        column_parity, row_parity = _parity(weights), _parity(weights.T)
+        terms = tuple(
+            (
+                _with_parity(columns[:, k] * singular[k], column_parity),
+                _with_parity(rows[k], row_parity),
+            )
+            for k in range(rank)
+        )
         if _sums_back(weights, terms, tolerance):
             return terms if _amplification(weights, terms) <= MAX_AMPLIFICATION else None
     return None
+
+
+def _parity(weights: np.ndarray) -> int:
+    """1 if the kernel is even from top to bottom, -1 if odd, 0 if neither (to round-off)."""
+    flipped = weights[::-1]
+    scale = PARITY_RTOL * float(np.abs(weights).max())
+    if float(np.abs(weights - flipped).max()) <= scale:
+        return 1
+    if float(np.abs(weights + flipped).max()) <= scale:
+        return -1
+    return 0
+
+
+def _with_parity(vector: np.ndarray, parity: int) -> np.ndarray:
+    """``vector`` made exactly even (``parity`` 1) or odd (-1), as the SVD's terms of an even
+    or odd kernel are but for round-off: OpenCV filters with exactly symmetric 1-D kernels
+    (`is_symmetric`) up to five times faster in float32."""
+    if parity == 0:
+        return vector.copy()
+    return (vector + parity * vector[::-1]) / 2
+
+
+def is_symmetric(vector: np.ndarray) -> bool:
+    """Whether OpenCV's separable filter takes its symmetric path for this 1-D kernel: equal
+    (or opposite) weights either side of the centre, exactly."""
+    mirrored = vector[::-1]
+    return bool(np.array_equal(vector, mirrored) or np.array_equal(vector, -mirrored))
+
+
+def asymmetric_passes(terms: Terms) -> int:
+    """How many of the terms have a column factor that OpenCV cannot take as symmetric."""
+    return sum(not is_symmetric(column) for column, _ in terms)
 
 
 def _sums_back(weights: np.ndarray, terms: Terms, tolerance: float) -> bool:
