@@ -219,7 +219,7 @@ def peers_table(folder: Path, side: int, runs: int, skip_peers: bool) -> list[st
         f"### {side}x{side} grey uint8 TIFF ({source.stat().st_size / 1e6:.0f} MB, tiled "
         f"{TILE}x{TILE}), median of {runs} runs",
         "",
-        "| kernel | tool | wall s | CPU s | peak RSS MB | max abs diff vs convkit: corner, centre |",
+        "| kernel | tool | wall s | CPU s | peak RSS MB | max |diff| vs convkit: corner, centre |",
         "|---|---|---|---|---|---|",
     ]
     for kernel in KERNELS:
