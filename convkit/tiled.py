@@ -598,6 +598,44 @@ def _sizes(candidates: tuple[int, ...], unit: int, extent: int, least: int) -> l
 # --- the decision: in memory, in tiles, or refused ----------------------------------------
 
 
+def tiles_needed(
+    path: str | Path,
+    kernels: Sequence[Kernel | Stack],
+    settings: ApplySettings,
+    image_count: int = 1,
+) -> bool:
+    """Whether the image at ``path`` runs in tiles (`apply_tiled`) rather than in memory,
+    from its header alone; for planning its outputs (``.tif``, `tiled_suffix`) and before
+    reading it.
+
+    In tiles: a TIFF or Zarr image whose in-memory run would exceed ``--max-memory``, or
+    whose pixels exceed ``--max-pixels`` (`needs_tiles`).
+
+    Raises
+    ------
+    UsageError
+        For an image of another format whose in-memory run would exceed ``--max-memory``
+        (one beyond ``--max-pixels`` is refused by the reader, as before), or a tiled run of
+        what it cannot write (`check_tileable`).
+    """
+    from convkit.imageio import probe_image
+
+    tileable = can_tile(path)
+    try:
+        image = open_tiled(path) if tileable else None
+        header = image.header() if tileable else probe_image(path, max_pixels=None)
+    except ImageReadError:  # the in-memory reader says what is wrong, as for any image
+        return False
+    if not tileable:
+        if not _over_memory(header, kernels, settings, image_count):
+            return False
+    elif not needs_tiles(header, kernels, settings, image_count):
+        return False
+    check_tileable(path, str(path), settings)
+    _check_orientation(image, settings)
+    return True
+
+
 def needs_tiles(
     header: ImageHeader,
     kernels: Sequence[Kernel | Stack],
@@ -612,11 +650,16 @@ def needs_tiles(
     ``header`` is what `convkit.imageio.probe_image` (or `TiledImage.header`) reads; an
     unknown channel count counts as colour, unknown bits as 8.
     """
+    if settings.max_pixels is not None and header.pixels > settings.max_pixels:
+        return True
+    return _over_memory(header, kernels, settings, image_count)
+
+
+def _over_memory(header, kernels, settings, image_count: int) -> bool:
+    """Whether a backend's estimated peak in memory exceeds ``settings.max_memory``."""
     from convkit.pipeline import choose_backends, reference_crop_side, streamed_rows
     from convkit.resources import run_peak_bytes
 
-    if settings.max_pixels is not None and header.pixels > settings.max_pixels:
-        return True
     if settings.max_memory is None:
         return False
     shape = _colour_shape(header, settings.gray)

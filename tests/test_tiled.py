@@ -272,6 +272,26 @@ def test_needs_tiles_from_the_header_alone(tmp_path, grey):
     assert not tiled.needs_tiles(header, kernels, ApplySettings(max_memory=None))
 
 
+def test_tiles_needed_decides_from_the_header(tmp_path, grey):
+    import cv2
+
+    source = write_tiff(tmp_path / "img.tif", grey)
+    png = tmp_path / "img.png"
+    cv2.imwrite(str(png), grey)
+    kernels = [get_kernel("sharpen")]
+    roomy, tight = ApplySettings(max_memory=2**30), ApplySettings(max_memory=2**20)
+    assert not tiled.tiles_needed(source, kernels, roomy)
+    assert tiled.tiles_needed(source, kernels, tight)
+    assert tiled.tiles_needed(source, kernels, roomy._replace(max_pixels=1000))
+    assert not tiled.tiles_needed(png, kernels, roomy)
+    assert not tiled.tiles_needed(png, kernels, roomy._replace(max_pixels=1000))  # the reader's
+    with pytest.raises(UsageError, match="only TIFF .* and Zarr images are read in tiles"):
+        tiled.tiles_needed(png, kernels, tight)
+    broken = tmp_path / "broken.tif"
+    broken.write_bytes(b"II*\0" + b"\xff" * 20)
+    assert not tiled.tiles_needed(broken, kernels, tight)  # the reader reports it
+
+
 def test_plan_sizes_bands_from_the_memory_limit(monkeypatch):
     monkeypatch.setattr(tiled, "BAND_ROWS", (4096, 1024, 256))
     monkeypatch.setattr(tiled, "CHUNK_COLUMNS", (4096, 1024, 256))
