@@ -219,10 +219,13 @@ def run_batch(
     skipped: int = 0,
     outputs: Sequence[Sequence[OutputPair]] | None = None,
     up_to_date: int = 0,
+    scheduler: str | None = None,
 ) -> BatchReport:
     """Run every image through `apply_image`, in ``jobs`` worker processes (`convkit.pool`).
 
     ``outputs`` are the pairs `plan_outputs` planned per image (planned here when not given).
+    With ``scheduler`` (``tcp://HOST:PORT``, ``local`` or ``local:N``) the images run as tasks
+    on a dask cluster instead (`convkit.cluster`), with the same outcomes.
     ``on_done(done, total)`` is called in this process as each image finishes. A worker that
     dies (the out-of-memory killer) fails only the image it held, and its temporary file is
     removed; Ctrl-C, SIGTERM or SIGHUP stop the workers (an interrupted write removes its
@@ -247,7 +250,11 @@ def run_batch(
 
     started = time.perf_counter()
     try:
-        if jobs <= 1 or len(tasks) <= 1:
+        if scheduler is not None:
+            from convkit.cluster import run_on_cluster
+
+            run_on_cluster(tasks, kernels, settings, scheduler, on_result, image_count=count)
+        elif jobs <= 1 or len(tasks) <= 1:
             for index, task in enumerate(tasks):
                 on_result(index, process_image(task, kernels, settings, count))
         else:

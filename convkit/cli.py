@@ -452,6 +452,10 @@ def output_options(command):
 @click.option("--max-memory", type=Size(), default=None, metavar="SIZE",
               help="Refuse a kernel and backend whose estimated peak memory exceeds SIZE "
                    "(256M, 2G). Default: half the physical memory.")  # fmt: skip
+@click.option("--scheduler", default=None, metavar="ADDRESS|local[:N]",
+              help="Run the images as tasks on a dask cluster: tcp://HOST:PORT of a running "
+                   "scheduler (the workers must see the same files at the same paths), or "
+                   "local[:N] for N local worker processes. Needs the [scale] extra.")  # fmt: skip
 @click.option("--skip-existing", is_flag=True,
               help="Skip an image whose outputs all exist and are newer than it (resume an "
                    "interrupted batch).")  # fmt: skip
@@ -459,8 +463,8 @@ def output_options(command):
 def apply(image_arguments, image_values, recursive, kernel_values, kernel_files, stacks,
           normalize, scale, anchor, padding, cval, backends, flip, precision, gray,
           no_auto_orient, out_dir, rescale, bias, activation, no_compare, report_path,
-          output_format, quality, repeat, jobs, max_pixels, max_memory, skip_existing,
-          quiet):  # fmt: skip
+          output_format, quality, repeat, jobs, max_pixels, max_memory, scheduler,
+          skip_existing, quiet):  # fmt: skip
     """Filter IMAGEs (files, folders, globs or - for standard input) with one or more
     kernels, on one or more backends.
 
@@ -495,6 +499,10 @@ def apply(image_arguments, image_values, recursive, kernel_values, kernel_files,
         format=output_format, quality=quality, auto_orient=not no_auto_orient,
     )  # fmt: skip
     _check_format_options(output_format, quality)
+    if scheduler is not None:
+        from convkit.cluster import parse_scheduler
+
+        scheduler = str(parse_scheduler(scheduler))  # a usage error before anything else
     if report_path is not None:
         from convkit.report import check_report_path
 
@@ -522,12 +530,12 @@ def apply(image_arguments, image_values, recursive, kernel_values, kernel_files,
             f"{'all ' * (count > 1)}{count} image{'s' * (count > 1)} up to date (--skip-existing)"
         )
         rows, code = [], 0
-    elif len(inputs.images) == 1 and not (inputs.skipped or inputs.up_to_date):
+    elif len(inputs.images) == 1 and not (inputs.skipped or inputs.up_to_date or scheduler):
         rows = _apply_one(screen, inputs.images[0], kernels, settings, outputs[0])
         code = 0
     else:
         rows, code = _apply_batch(
-            screen, inputs, kernels, settings, jobs or os.cpu_count() or 1, outputs
+            screen, inputs, kernels, settings, jobs or os.cpu_count() or 1, outputs, scheduler
         )  # fmt: skip
     if report_path is not None and rows:
         from convkit.report import write_report
@@ -565,14 +573,14 @@ def _write_stdout_image(data: bytes) -> None:
         raise ImageWriteError(f"cannot write the image to standard output: {reason}") from None
 
 
-def _apply_batch(screen, inputs, kernels, settings, jobs, outputs):
+def _apply_batch(screen, inputs, kernels, settings, jobs, outputs, scheduler=None):
     """Many images: each failure is recorded, the rest go on; exit 1 if any failed."""
     from convkit.batch import run_batch
 
     with screen.batch_progress(len(inputs.images)) as on_done:
         batch = run_batch(
             inputs.images, kernels, settings, jobs, on_done, skipped=len(inputs.skipped),
-            outputs=outputs, up_to_date=inputs.up_to_date,
+            outputs=outputs, up_to_date=inputs.up_to_date, scheduler=scheduler,
         )  # fmt: skip
     screen.batch_report(batch)
     return batch.rows, batch.return_code
