@@ -28,6 +28,7 @@ from convkit.pipeline import (
     apply_image,
     plan_outputs,
 )
+from convkit.tiled import is_zarr
 
 # What OpenCV's imdecode reads (the common builds); matched case-insensitively.
 IMAGE_SUFFIXES = frozenset(
@@ -76,6 +77,8 @@ def expand_inputs(
             raise UsageError(f"an empty image path ({value!r}): is a shell variable unset?")
         if value == STDIN:
             _add_stdin(inputs, read_stdin)
+        elif is_zarr(value):  # a Zarr store is one image, though it is a folder
+            inputs.images.append(ImageSource.from_path(value))
         elif Path(value).is_dir():
             _add_folder(inputs, Path(value), recursive)
         elif os.path.lexists(value):  # a file, or something to refuse by name: a FIFO...

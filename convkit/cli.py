@@ -516,6 +516,10 @@ def apply(image_arguments, image_values, recursive, kernel_values, kernel_files,
     plan, outputs = plan_outputs(inputs.images, kernels, settings)
     if report_path is not None:
         plan.claim(report_path, "report")
+    if any(plan.tiled):
+        from convkit.tiled import limit_heap_retention
+
+        limit_heap_retention()  # freed bands go back to the system, not into the heap
     if skip_existing:
         from convkit.batch import drop_up_to_date
 

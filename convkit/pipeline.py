@@ -27,6 +27,7 @@ from convkit.engine import (
     crop_alpha,
     strip_rows,
 )
+from convkit.errors import UsageError
 from convkit.imageio import (
     DEFAULT_MAX_PIXELS,
     OUTPUT_SUFFIXES,
@@ -190,17 +191,26 @@ def plan_outputs(
     UsageError
         If an output would replace an input, or is a folder.
     """
+    from convkit.tiled import tiled_suffix, tiles_needed
+
     inputs = [i.path for i in images if i.path is not None] + kernel_sources(kernels)
     plan = OutputPlan([*inputs, *reads])
+    # From the headers: which images run in tiles (TIFF or Zarr beyond --max-memory), and
+    # a usage error now for any other image beyond it.
+    plan.tiled = [
+        i.path is not None and tiles_needed(i.path, kernels, settings, len(images)) for i in images
+    ]
     if settings.out_dir is None:  # the one filtered image goes to standard output
+        if any(plan.tiled):
+            raise UsageError("--out - takes an image filtered in memory, not one in tiles")
         return plan, [[(None, None)] * len(kernels) for _ in images]
     folders = [settings.out_dir / image.subfolder for image in images]
     names = [(i.stem, i.path.name if i.path else i.stem) for i in images]
     stems = image_stems([(f, *n) for f, n in zip(folders, names, strict=True)])
-    suffix = output_suffix(settings)
-    suffixes = [suffix, "_compare.png"] if settings.compare else [suffix]
     pairs = []
-    for folder, stem in zip(folders, stems, strict=True):
+    for folder, stem, tiled in zip(folders, stems, plan.tiled, strict=True):
+        suffix = tiled_suffix() if tiled else output_suffix(settings)
+        suffixes = [suffix, "_compare.png"] if settings.compare else [suffix]
         named = [plan.claim_name(folder, f"{stem}_{safe_name(k.name)}", suffixes) for k in kernels]
         pairs.append([(paths[0], paths[1] if settings.compare else None) for paths in named])
     return plan, pairs
@@ -352,6 +362,11 @@ def apply_image(
         source = ImageSource.from_path(source)
     if outputs is None:
         outputs = plan_outputs([source], kernels, settings)[1][0]
+    if source.path is not None:
+        from convkit.tiled import apply_tiled, tiles_needed
+
+        if tiles_needed(source.path, kernels, settings, image_count):  # from the header
+            return apply_tiled(source.path, kernels, settings, outputs, progress, image_count)
     image, info = source.read_with_info(settings.max_pixels, auto_orient=settings.auto_orient)
     _check_format(image, source.name, settings)
     color, alpha = prepare_image(image, settings)

@@ -45,6 +45,7 @@ class OutputPlan:
     def __init__(self, reads: Iterable[str | Path] = ()) -> None:
         self._reads: dict[Path, Path] = {}
         self._claimed: dict[Path, Path] = {}
+        self.tiled: list[bool] = []  # per image of an apply run: filtered in tiles
         for path in reads:
             self._reads.setdefault(resolved(path), Path(path))
 
