@@ -176,6 +176,7 @@ def _open_tiff(path: Path) -> TiledImage:
             info = ImageInfo(_tag(page, 34675, None), _tiff_dpi(page), orientation)
             dtype = np.dtype(page.dtype if page.dtype is not None else object)
             kind = "BigTIFF" if tiff.is_bigtiff else "TIFF"
+            stored = int(np.sum(page.databytecounts, dtype=np.int64))
     except (tifffile.TiffFileError, ValueError, OSError, IndexError, KeyError) as exc:
         raise ImageReadError(f"cannot read {path} as a TIFF: {exc}") from None
     try:
@@ -183,7 +184,26 @@ def _open_tiff(path: Path) -> TiledImage:
         TIFF.UNPREDICTORS[predictor]
     except KeyError as exc:
         raise ImageReadError(f"cannot decode {path} in tiles: {exc.args[0]}") from None
+    _check_stored_bytes(path, shape, dtype, compression, stored)
     return TiledImage(path, kind, shape, dtype.newbyteorder("="), orientation, planar, info)
+
+
+# Deflate packs at most about 1032 bytes into one; no TIFF codec packs much tighter
+# (a run of zeros in PackBits: 64). Used to tell a bomb from an image.
+LARGEST_PACKING = 1032
+
+
+def _check_stored_bytes(path: Path, shape, dtype: np.dtype, compression, stored: int) -> None:
+    """Refuse a TIFF whose tiles or strips hold too few bytes for the pixels it claims: a
+    header that claims a gigapixel over a few bytes would have a tiled run write gigabytes
+    of zeros (a bomb for the disk, where --max-pixels guards memory)."""
+    samples = int(np.prod(shape)) * dtype.itemsize
+    least = samples if int(compression) == 1 else samples // LARGEST_PACKING
+    if stored < least:
+        raise ImageReadError(
+            f"cannot filter {path}: its tiles or strips hold {stored:,} bytes, too few for "
+            f"{shape[1]}x{shape[0]} pixels (a truncated or sparse file)"
+        )
 
 
 def _tag(page, code: int, default):
@@ -608,8 +628,9 @@ def tiles_needed(
     from its header alone; for planning its outputs (``.tif``, `tiled_suffix`) and before
     reading it.
 
-    In tiles: a TIFF or Zarr image whose in-memory run would exceed ``--max-memory``, or
-    whose pixels exceed ``--max-pixels`` (`needs_tiles`).
+    In tiles: a Zarr store, and a TIFF whose in-memory run would exceed ``--max-memory``
+    or whose pixels exceed ``--max-pixels`` (`needs_tiles`; a tiled run never holds the
+    image, and a TIFF whose stored bytes are too few for its pixels is refused).
 
     Raises
     ------
@@ -620,6 +641,9 @@ def tiles_needed(
     """
     from convkit.imageio import probe_image
 
+    if is_zarr(path):  # read in tiles only, whatever its size
+        check_tileable(path, str(path), settings)
+        return True
     tileable = can_tile(path)
     try:
         image = open_tiled(path) if tileable else None

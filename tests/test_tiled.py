@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from convkit.engine import convolve
-from convkit.errors import Interrupted, UsageError
+from convkit.errors import ImageReadError, Interrupted, UsageError
 from convkit.kernels import Kernel, get_kernel
 from convkit.padding import make_padding
 from convkit.pipeline import ApplySettings
@@ -287,6 +287,14 @@ def test_tiles_needed_decides_from_the_header(tmp_path, grey):
     assert not tiled.tiles_needed(png, kernels, roomy._replace(max_pixels=1000))  # the reader's
     with pytest.raises(UsageError, match="only TIFF .* and Zarr images are read in tiles"):
         tiled.tiles_needed(png, kernels, tight)
+    # a header claiming 100000^2 pixels over a few kilobytes: a bomb for the disk
+    with pytest.raises(ImageReadError, match="too few for 100000x100000"):
+        tiled._check_stored_bytes(source, (100_000, 100_000), np.dtype("u1"), 8, 40_000)
+    tiled._check_stored_bytes(source, (100_000, 100_000), np.dtype("u1"), 8, 10**7)
+    zarr = pytest.importorskip("zarr")
+    store = tmp_path / "small.zarr"
+    zarr.open(str(store), mode="w", shape=(10, 10), dtype="u1")[:] = 1
+    assert tiled.tiles_needed(store, kernels, roomy)  # Zarr is read in tiles only
     broken = tmp_path / "broken.tif"
     broken.write_bytes(b"II*\0" + b"\xff" * 20)
     assert not tiled.tiles_needed(broken, kernels, tight)  # the reader reports it
