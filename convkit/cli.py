@@ -502,6 +502,11 @@ def apply(image_arguments, image_values, recursive, kernel_values, kernel_files,
     if scheduler is not None:
         from convkit.cluster import parse_scheduler
 
+        if jobs is not None:
+            raise UsageError(
+                "--jobs and --scheduler exclude each other (--scheduler local:N starts N local "
+                "workers)"
+            )
         scheduler = str(parse_scheduler(scheduler))  # a usage error before anything else
     if report_path is not None:
         from convkit.report import check_report_path

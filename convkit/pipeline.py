@@ -44,7 +44,7 @@ from convkit.kernels import Kernel, safe_name
 from convkit.padding import Padding
 from convkit.plan import OutputPlan, image_stems
 from convkit.postprocess import attach_alpha, split_alpha, to_image
-from convkit.resources import check_memory
+from convkit.resources import check_kernel_memory, check_memory
 from convkit.stack import Stack, run_stack
 from convkit.timing import (
     Timing,
@@ -195,6 +195,11 @@ def plan_outputs(
 
     inputs = [i.path for i in images if i.path is not None] + kernel_sources(kernels)
     plan = OutputPlan([*inputs, *reads])
+    for layer in (k for kernel in kernels for k in _kernels_of(kernel)):
+        check_kernel_memory(
+            settings.backends or (DEFAULT_BACKEND,), layer.name, layer.shape,
+            settings.padding.mode == "valid", settings.max_memory,
+        )  # fmt: skip
     # From the headers: which images run in tiles (TIFF or Zarr beyond --max-memory), and
     # a usage error now for any other image beyond it.
     plan.tiled = [

@@ -173,3 +173,30 @@ def check_memory(
             f"{format_size(peak)} for this {width}x{height} image, more than --max-memory "
             f"{format_size(max_memory)}: raise --max-memory if the machine has it"
         )
+
+
+# The smallest piece of an image a run can work on: a tile of this size, three channels.
+SMALLEST_TILE = (64, 64, 3)
+
+
+def check_kernel_memory(
+    backends: tuple[str, ...],
+    kernel_name: str,
+    kernel_shape: tuple[int, int],
+    valid: bool,
+    max_memory: int | None,
+) -> None:
+    """A `UsageError` naming the kernel when even a 64x64 tile with it would exceed
+    ``max_memory``: no tiling can help then, since every tile carries the kernel's reach.
+    Checked before any image's header, so that the kernel, not the image, is named."""
+    if max_memory is None:
+        return
+    peaks = run_peak_bytes(backends, SMALLEST_TILE, 2, kernel_shape, valid)
+    backend, peak = max(peaks.items(), key=lambda kv: kv[1])
+    if peak > max_memory:
+        kh, kw = kernel_shape
+        raise UsageError(
+            f"kernel {kernel_name} ({kh}x{kw}) on backend {backend} needs about "
+            f"{format_size(peak)} even for a 64x64 tile of an image, more than --max-memory "
+            f"{format_size(max_memory)}: raise --max-memory if the machine has it"
+        )
