@@ -43,7 +43,8 @@ FEATURES = {
     "separable": (
         "pass_pixel", "pass_pixel_column_tap", "pass_pixel_row_tap",
         "pass_pixel_column_tap_beyond_8", "pass_pixel_column_tap_squared", "add",
-        "asymmetric_pass_pixel_column_tap",
+        "asymmetric_pass_pixel", "asymmetric_pass_pixel_column_tap",
+        "asymmetric_pass_pixel_column_tap_beyond_8",
     ),
     "fft": ("padded_pixel", "radix_2_passes", "radix_3_passes", "radix_5_passes"),
 }  # fmt: skip
@@ -142,12 +143,16 @@ def features(
         work = passes * megapixels
         # The column pass reads kH rows of OpenCV's buffer at once: beyond the cache's ways
         # (8 here), rows whose addresses alias (power-of-two widths) evict one another.
-        crowded = work * max(kh - 8, 0)
+        beyond = max(kh - 8, 0)
+        crowded = work * beyond
         extra_terms = max(passes - 1, 0) * megapixels
-        # OpenCV's column filter for symmetric kernels is the faster one (in float32 most).
-        slow_columns = asymmetric * megapixels * kh
+        # OpenCV's filters for symmetric kernels are the faster ones (in float32 most).
+        slow = asymmetric * megapixels
         squared = work * kh * kh / 100
-        return (work, work * kh, work * kw, crowded, squared, extra_terms, slow_columns)
+        return (
+            work, work * kh, work * kw, crowded, squared, extra_terms, slow, slow * kh,
+            slow * beyond,
+        )  # fmt: skip
     if kind == "opencv_dft":
         return (megapixels, channels * _opencv_tile_work(height, width, kh, kw) / 1e6)
     if kind == "fft":
@@ -208,16 +213,16 @@ BUILT_IN = CostModel(
             262144,
             {
                 "float64": {
-                    "direct": (2.537, 0.1304, 0.04668),
-                    "opencv_dft": (4.251, 0.2906),
-                    "separable": (0.5671, 0, 0.1653, 0.3749, 0.4119, 2.234, 0),
-                    "fft": (3.275, 0.379, 0.824, 1.217),
+                    "direct": (0.6659, 0.1105, 0.03685),
+                    "opencv_dft": (3.755, 0.309),
+                    "separable": (0.7269, 0, 0.1669, 0.2953, 0.4194, 3.654, 0.1221),
+                    "fft": (0, 0.5466, 1.137, 1.6),
                 },
                 "float32": {
-                    "direct": (0.06359, 0.03379, 0.01942),
-                    "opencv_dft": (4.76, 0.254),
-                    "separable": (0.2535, 0, 0.07495, 0.04979, 0.4966, 0.03936, 0),
-                    "fft": (0, 0.1607, 0.2625, 0.4439),
+                    "direct": (0.05803, 0.03334, 0.0208),
+                    "opencv_dft": (4.843, 0.2554),
+                    "separable": (0.03749, 0, 0.07548, 0.05263, 0.08304, 0.1266, 0.0839),
+                    "fft": (0, 0.1598, 0.355, 0.4367),
                 },
             },
         ),
@@ -225,16 +230,16 @@ BUILT_IN = CostModel(
             1048576,
             {
                 "float64": {
-                    "direct": (0.9958, 0.05557, 0.1645),
-                    "opencv_dft": (4.204, 0.257),
-                    "separable": (0.6254, 0, 0.09291, 0.04579, 0.09777, 1.081, 0),
-                    "fft": (0, 0.3434, 0.5942, 0.6237),
+                    "direct": (0, 0.1098, 0.2475),
+                    "opencv_dft": (3.586, 0.2776),
+                    "separable": (1.097, 0, 0.18, 0, 0.2501, 1.883, 0.04782),
+                    "fft": (0, 0.5019, 0.7234, 1.162),
                 },
                 "float32": {
-                    "direct": (0.1996, 0.02746, 0.02661),
-                    "opencv_dft": (4.319, 0.2317),
-                    "separable": (0.4647, 0.03077, 0.0424, 0, 0.08571, 0.1416, 0),
-                    "fft": (0, 0.07259, 0.2324, 0.5283),
+                    "direct": (0.316, 0.01783, 0.03557),
+                    "opencv_dft": (2.852, 0.2769),
+                    "separable": (0.1543, 0.01671, 0.06391, 0.001635, 0.0206, 0.5862, 0.03855),
+                    "fft": (0, 0.1227, 0.2166, 0.7946),
                 },
             },
         ),
@@ -242,16 +247,16 @@ BUILT_IN = CostModel(
             4194304,
             {
                 "float64": {
-                    "direct": (0.4804, 0.04546, 0.2344),
-                    "opencv_dft": (4.386, 0.2567),
-                    "separable": (1.085, 0, 0.08743, 0.04531, 0.09242, 0.7931, 0),
-                    "fft": (0, 0.3057, 0.4211, 0.7292),
+                    "direct": (0.3952, 0.09655, 0.4615),
+                    "opencv_dft": (4.6, 0.2584),
+                    "separable": (1.802, 0, 0.1711, 0.04997, 0.216, 0.9094, 0.01465),
+                    "fft": (0, 0.4511, 0.9034, 1.028),
                 },
                 "float32": {
-                    "direct": (0.8614, 0.01337, 0.05704),
-                    "opencv_dft": (3.157, 0.2478),
-                    "separable": (0.7328, 0.003594, 0.04591, 0.01995, 0.07611, 0.5182, 0),
-                    "fft": (0, 0.2412, 0.1743, 0.5159),
+                    "direct": (0.303, 0.02855, 0.09414),
+                    "opencv_dft": (2.827, 0.2634),
+                    "separable": (0.3659, 0, 0.07534, 0.007873, 0.04445, 1.475, 0.1023),
+                    "fft": (17.38, 0, 0.0488, 0.09375),
                 },
             },
         ),
@@ -259,16 +264,16 @@ BUILT_IN = CostModel(
             16777216,
             {
                 "float64": {
-                    "direct": (0, 0.1109, 0.3425),
-                    "opencv_dft": (6.109, 0.1915),
-                    "separable": (1.786, 0.0889, 0.1117, 0.02466, 0, 0.8511, 0),
-                    "fft": (0, 0.2467, 1.332, 0),
+                    "direct": (0.09808, 0.1052, 0.4805),
+                    "opencv_dft": (1.294, 0.4184),
+                    "separable": (2.069, 0, 0.1647, 0.04049, 0.2413, 1.073, 0.02061),
+                    "fft": (23.43, 0, 1.421, 0),
                 },
                 "float32": {
-                    "direct": (0.6348, 0.02378, 0.08724),
-                    "opencv_dft": (5.733, 0.1598),
-                    "separable": (0.9528, 0.01768, 0.04663, 0.02015, 0.0562, 0.4338, 0),
-                    "fft": (0.2921, 0.4316, 0, 0),
+                    "direct": (0.1825, 0.03856, 0.1232),
+                    "opencv_dft": (0, 0.4794),
+                    "separable": (0.4572, 0.02024, 0.1007, 0, 0.06408, 0.8011, 0.09765),
+                    "fft": (22.8, 0, 0.3742, 0),
                 },
             },
         ),

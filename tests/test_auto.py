@@ -11,7 +11,7 @@ import pytest
 from convkit import convolve, get_kernel
 from convkit.backends import auto, get_backend, lowrank
 from convkit.backends.auto import Plan, plan, run_plan
-from convkit.backends.lowrank import separable_terms
+from convkit.backends.lowrank import asymmetric_passes, is_symmetric, separable_terms
 from convkit.calibration import (
     BUILT_IN,
     CACHE_DIR_ENV,
@@ -192,6 +192,27 @@ def test_low_rank_kernels_are_sums_of_their_terms(weights, rank):
 def test_rank_one_terms_are_the_exact_factors():
     ((column, row),) = separable_terms(get_kernel("sobel_x").weights)
     np.testing.assert_array_equal(np.outer(column, row), get_kernel("sobel_x").weights)
+
+
+def test_terms_of_even_and_odd_kernels_are_exactly_symmetric_for_opencv():
+    """OpenCV's symmetric column filter needs mirror-equal (or mirror-opposite) weights."""
+    derivative = np.gradient(difference_of_gaussians(21, 15), axis=0)  # odd top to bottom
+    for weights in (get_kernel("log:51:6").weights, difference_of_gaussians(31, 9), derivative):
+        terms = separable_terms(weights)
+        assert terms is not None and len(terms) > 1
+        assert all(is_symmetric(column) and is_symmetric(row) for column, row in terms)
+        assert asymmetric_passes(terms) == 0
+    rng = np.random.default_rng(0)
+    assert asymmetric_passes(separable_terms(np.outer(rng.random(5), rng.random(7)))) == 1
+
+
+def test_kernels_without_mirror_symmetry_are_refused_beyond_rank_one():
+    """Their SVD terms would go through OpenCV's slow generic filters."""
+    rng = np.random.default_rng(0)
+    assert separable_terms(rng.random((3, 9))) is None
+    lopsided = difference_of_gaussians(9, 9)
+    lopsided[0, 0] += 0.5
+    assert separable_terms(lopsided) is None
 
 
 def test_kernels_of_higher_rank_are_refused():

@@ -2,10 +2,11 @@
 
 A rank-1 kernel (box, Gaussian, Sobel) is one cv2.sepFilter2D pass; a Laplacian, a
 difference of Gaussians or a Laplacian of Gaussian has rank 2 or 3, and costs two or three
-passes of kH + kW taps each instead of one of kH * kW. The terms come from the SVD and are
-kept only where their sum is the kernel to within a tenth of DESIGN §2's float64 agreement
-(1e-9 * sum|K| * max|I|), and where no term is so much larger than the kernel that its
-round-off would show.
+passes of kH + kW taps each instead of one of kH * kW. The terms come from the SVD, for
+kernels that are mirror-symmetric (even or odd) along both axes, as those are, so that each
+term is too and OpenCV runs its fast symmetric filters; they are kept only where their sum
+is the kernel to within a tenth of DESIGN §2's float64 agreement (1e-9 * sum|K| * max|I|),
+and where no term is so much larger than the kernel that its round-off would show.
 """
 
 from __future__ import annotations
@@ -48,9 +49,10 @@ def separable_terms(weights: np.ndarray, max_terms: int = MAX_TERMS) -> Terms | 
     -------
     tuple of (ndarray, ndarray) or None
         One pair for a separable kernel (the exact factors of `separable_factors`), two or
-        three from the SVD for a kernel of that rank; None for a 1-row or 1-column kernel,
-        an all-zero one, one of higher rank, or one whose terms would not sum back to it
-        within `RECONSTRUCTION_RTOL`.
+        three from the SVD for a kernel of that rank, even or odd along both axes; None for
+        a 1-row or 1-column kernel, an all-zero one, one of higher rank, one without those
+        symmetries, or one whose terms would not sum back to it within
+        `RECONSTRUCTION_RTOL`.
 
     Examples
     --------
@@ -79,11 +81,15 @@ def _terms(weights: np.ndarray, max_terms: int) -> Terms | None:
     if singular[1] <= SEPARABLE_RTOL * singular[0]:
         # Rank 1: the kernel's own exact factors (box and integer kernels stay exact).
         return (separable_factors(weights),)
+    column_parity, row_parity = _parity(weights), _parity(weights.T)
+    if not (column_parity and row_parity):
+        # Terms that are not mirror images of themselves go through OpenCV's slow generic
+        # filters: two or three of them are no faster than filter2D.
+        return None
     tolerance = RECONSTRUCTION_RTOL * float(np.abs(weights).sum())
     for rank in range(2, min(max_terms, len(singular)) + 1):
         if rank < len(singular) and singular[rank] > tolerance:
             continue  # the first term left out is larger than the tolerance on its own
-        column_parity, row_parity = _parity(weights), _parity(weights.T)
         terms = tuple(
             (
                 _with_parity(columns[:, k] * singular[k], column_parity),
@@ -111,8 +117,6 @@ def _with_parity(vector: np.ndarray, parity: int) -> np.ndarray:
     """``vector`` made exactly even (``parity`` 1) or odd (-1), as the SVD's terms of an even
     or odd kernel are but for round-off: OpenCV filters with exactly symmetric 1-D kernels
     (`is_symmetric`) up to five times faster in float32."""
-    if parity == 0:
-        return vector.copy()
     return (vector + parity * vector[::-1]) / 2
 
 
