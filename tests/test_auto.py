@@ -384,17 +384,18 @@ def test_calibrate_measures_fits_and_stores_a_model_auto_then_uses(cache_dir):
 
 
 @pytest.mark.parametrize(
-    ("size", "weights", "expected"),
+    ("size", "precision", "weights", "expected"),
     [
-        pytest.param(2048, get_kernel("gaussian:21").weights, "separable", id="gaussian-21"),
-        pytest.param(1024, get_kernel("gaussian:31").weights, "separable", id="gaussian-31"),
-        pytest.param(2048, difference_of_gaussians(21, 21), "separable", id="dog-21"),
-        pytest.param(2048, get_kernel("sharpen").weights, "filter2d", id="sharpen"),
-        pytest.param(2048, get_kernel("motion:21:30").weights, "filter2d", id="motion-21"),
+        pytest.param(2048, "float64", get_kernel("gaussian:21").weights, "separable", id="g21"),
+        pytest.param(1024, "float64", get_kernel("gaussian:31").weights, "separable", id="g31"),
+        pytest.param(2048, "float32", difference_of_gaussians(21, 21), "separable", id="dog21"),
+        pytest.param(2048, "float32", get_kernel("log:15").weights, "separable", id="log15"),
+        pytest.param(2048, "float64", get_kernel("sharpen").weights, "filter2d", id="sharpen"),
+        pytest.param(2048, "float64", get_kernel("motion:21:30").weights, "filter2d", id="mo21"),
     ],
 )
-def test_the_built_in_model_picks_sensibly(size, weights, expected):
-    image = np.zeros((size, size))
+def test_the_built_in_model_picks_sensibly(size, precision, weights, expected):
+    image = np.zeros((size, size), dtype=precision)
     anchor = (weights.shape[0] // 2, weights.shape[1] // 2)
     chosen = plan(image, weights, anchor, make_padding("replicate"), BUILT_IN)
     assert chosen.strategy == expected
