@@ -261,6 +261,8 @@ def run_batch(
             for index, task in enumerate(tasks):
                 on_result(index, process_image(task, kernels, settings, count))
         else:
+            if settings.max_memory is not None:  # the limit is the run's, shared by the workers
+                settings = settings._replace(max_memory=settings.max_memory // min(jobs, count))
             worker = functools.partial(
                 _init_worker, tuple(kernels), settings, count, list(warnings.filters)
             )
