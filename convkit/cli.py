@@ -720,7 +720,11 @@ def verify(image_path, backends, tolerance, quiet):
     default=None,
     help="Draw time against kernel size as PATH.png (needs matplotlib).",
 )
-def bench(sizes, kernel_names, backend_names, repeat, report_path, plot_path):
+@click.option("--calibrate", is_flag=True,
+              help="Measure this machine's cross-overs for the auto backend and store them in "
+                   "the user's cache folder (CONVKIT_CACHE_DIR), as FFTW stores its wisdom; "
+                   "auto then uses them. Takes a few minutes.")  # fmt: skip
+def bench(sizes, kernel_names, backend_names, repeat, report_path, plot_path, calibrate):
     """Time every backend over image sizes and kernels: median and min ms, and x fastest.
 
     Example: convkit bench --sizes 512,2048 --kernels sharpen,large_blur
@@ -728,6 +732,10 @@ def bench(sizes, kernel_names, backend_names, repeat, report_path, plot_path):
     from convkit.bench import run_bench
     from convkit.console import Screen
     from convkit.kernel_files import resolve_kernel
+
+    if calibrate:
+        _calibrate(Screen())
+        return
 
     sizes = _numbers(sizes, "--sizes")
     kernels = [resolve_kernel(name, name) for name in _names(kernel_names)]
@@ -747,6 +755,21 @@ def bench(sizes, kernel_names, backend_names, repeat, report_path, plot_path):
 
         plot_bench(cells, plot_path)
         screen.line(f"wrote {plot_path}")
+
+
+def _calibrate(screen) -> None:
+    """``bench --calibrate``: time auto's strategies here and store the fitted model."""
+    from convkit.calibration import calibrate
+    from convkit.errors import ImageWriteError
+
+    with screen.counter_progress("cells") as progress:
+        try:
+            done = calibrate(progress=progress)
+        except OSError as exc:
+            raise ImageWriteError(f"cannot store the calibration: {exc}") from None
+    screen.line(
+        f"measured {len(done.samples)} cells in {done.seconds:.0f} s; auto now uses {done.path}"
+    )
 
 
 def _plan_bench_outputs(report_path: Path | None, plot_path: Path | None) -> None:

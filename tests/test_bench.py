@@ -90,3 +90,22 @@ def test_plot_draws_a_png(tmp_path):
     cells = bench.run_bench([16, 32], [get_kernel("sharpen"), get_kernel("box:9")], ["filter2d"], 1)
     bench.plot_bench(cells, tmp_path / "plot.png")
     assert cv2.imread(str(tmp_path / "plot.png")).shape[:2] == (500, 800)
+
+
+def test_calibrate_stores_this_machines_model_where_auto_reads_it(tmp_path, monkeypatch):
+    """`bench --calibrate` (on a tiny grid here): the file lands in CONVKIT_CACHE_DIR and
+    auto's cost model is read from it."""
+    import functools
+
+    from convkit import calibration
+
+    monkeypatch.setenv("CONVKIT_CACHE_DIR", str(tmp_path))
+    small = functools.partial(calibration.calibrate, sizes=(96,), kernels=((3, 3), (9, 9)),
+                              repeat=1)  # fmt: skip
+    monkeypatch.setattr(calibration, "calibrate", small)
+    result = CliRunner().invoke(main, ["bench", "--calibrate"])
+    assert result.exit_code == 0, result.output
+    stored = calibration.calibration_path()
+    assert stored.parent == tmp_path and stored.is_file()
+    assert f"auto now uses {stored}" in result.output
+    assert calibration.read_calibration(stored) is not None
