@@ -1,6 +1,7 @@
 """Where the fast backends cross over: cv2.filter2D, cv2.sepFilter2D and scipy.fft (the fft
-backend) on float64 images, for square kernels of growing size. The rule in
-convkit/backends/auto.py is read off this table.
+backend) on float64 images, for square kernels of growing size: a quick look at where they
+cross. `auto` itself decides by a cost model (convkit/calibration.py), which
+`convkit bench --calibrate` fits on each machine; benchmarks/auto_grid.py checks its picks.
 
     python benchmarks/cross_over.py [--sizes 1024,2048] [--kernels 3,5,...,201]
 """
