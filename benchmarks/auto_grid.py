@@ -178,6 +178,17 @@ def cell_line(cell: dict) -> str:
     )
 
 
+# The alternative that runs what auto picked, as a plain call.
+PLAIN_CALL = {"filter2d": "cv2.filter2D", "separable1": "cv2.sepFilter2D", "fft": "fft backend"}
+
+
+def choice_ratio(cell: dict, model: str) -> float:
+    """The plain call of auto's pick over the fastest alternative: the quality of the choice
+    alone, without auto's own overhead or the noise between its runs and that call's."""
+    plain = PLAIN_CALL.get(cell["picks"][model], "low-rank sum")
+    return cell["ms"][plain] / cell["ms"][cell["fastest"]]
+
+
 def summary(cells: list[dict], models: dict[str, CostModel]) -> None:
     print()
     fingerprint = machine_fingerprint()
@@ -188,8 +199,10 @@ def summary(cells: list[dict], models: dict[str, CostModel]) -> None:
         ratios = sorted(cells, key=lambda c: c["ratios"][name], reverse=True)
         over = sum(c["ratios"][name] > 1.1 for c in cells)
         geometric = float(np.exp(np.mean([np.log(c["ratios"][name]) for c in cells])))
-        print(f"{name}: {len(cells)} cells, {over} over 1.1x, geometric mean x{geometric:.3f}, "
-              f"worst:")  # fmt: skip
+        choices = [choice_ratio(c, name) for c in cells]
+        print(f"{name}: {len(cells)} cells, {over} over 1.1x, geometric mean x{geometric:.3f}; "
+              f"its pick as a plain call: {sum(r > 1.1 for r in choices)} over 1.1x, worst "
+              f"x{max(choices):.2f}; worst cells:")  # fmt: skip
         for cell in ratios[:3]:
             print("   ", cell_line(cell))
 
