@@ -151,6 +151,7 @@ def _assert_agrees(result, expected, weights, image, backend="naive"):
 
 
 @pytest.mark.parametrize("backend_name", BACKENDS)
+@pytest.mark.slow  # property-based: many examples; CI runs it with -m slow
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(image=images, weights=kernels, mode=scipy_modes, cval=st.integers(-5, 5), flip=st.booleans())
 def test_every_backend_equals_scipy(backend_name, image, weights, mode, cval, flip):
@@ -162,6 +163,7 @@ def test_every_backend_equals_scipy(backend_name, image, weights, mode, cval, fl
 
 
 @pytest.mark.parametrize("backend_name", BACKENDS)
+@pytest.mark.slow  # property-based: many examples; CI runs it with -m slow
 @settings(max_examples=100, deadline=None)
 @given(image=images, weights=kernels, flip=st.booleans())
 def test_valid_is_the_inner_part_of_any_padded_result(backend_name, image, weights, flip):
@@ -180,6 +182,7 @@ def test_valid_is_the_inner_part_of_any_padded_result(backend_name, image, weigh
     _assert_agrees(result, inner, weights, image, backend_name)
 
 
+@pytest.mark.slow  # property-based: many examples; CI runs it with -m slow
 @settings(max_examples=100, deadline=None)
 @given(image=images, weights=kernels, mode=st.sampled_from(PADDINGS), flip=st.booleans())
 def test_every_backend_agrees_with_naive(image, weights, mode, flip):
@@ -258,6 +261,7 @@ colour_images = arrays(
 
 
 @pytest.mark.parametrize("backend_name", BACKENDS)
+@pytest.mark.slow  # property-based: many examples; CI runs it with -m slow
 @settings(max_examples=60, deadline=None)
 @given(image=colour_images, weights=kernels, mode=scipy_modes, cval=st.integers(-5, 5))
 def test_multichannel_images_equal_scipy_channel_by_channel(
@@ -302,6 +306,7 @@ integer_kernels = arrays(
 
 
 @pytest.mark.parametrize("backend_name", DIRECT_BACKENDS)
+@pytest.mark.slow  # property-based: many examples; CI runs it with -m slow
 @settings(max_examples=80, deadline=None)
 @given(image=integer_images, weights=integer_kernels, mode=scipy_modes, cval=st.integers(0, 9))
 def test_integer_images_and_kernels_give_exact_integers(backend_name, image, weights, mode, cval):
@@ -331,6 +336,7 @@ anchored_kernels = kernels.flatmap(
 
 
 @pytest.mark.parametrize("backend_name", BACKENDS)
+@pytest.mark.slow  # property-based: many examples; CI runs it with -m slow
 @settings(max_examples=100, deadline=None)
 @given(image=images, kernel=anchored_kernels, mode=scipy_modes, flip=st.booleans())
 def test_anchor_matches_scipys_origin(backend_name, image, kernel, mode, flip):
@@ -347,6 +353,7 @@ def test_anchor_matches_scipys_origin(backend_name, image, kernel, mode, flip):
     _assert_agrees(result, expected, weights, image, backend_name)
 
 
+@pytest.mark.slow  # property-based: many examples; CI runs it with -m slow
 @settings(max_examples=60, deadline=None)
 @given(image=images, kernel=anchored_kernels, mode=st.sampled_from(PADDINGS))
 def test_anchor_agrees_across_backends(image, kernel, mode):
@@ -379,6 +386,7 @@ separable_kernels = st.tuples(
 
 
 @pytest.mark.parametrize("backend_name", BACKENDS)
+@pytest.mark.slow  # property-based: many examples; CI runs it with -m slow
 @settings(max_examples=60, deadline=None)
 @given(image=images, weights=separable_kernels, mode=scipy_modes, flip=st.booleans())
 def test_separable_kernels_equal_scipy(backend_name, image, weights, mode, flip):
@@ -463,6 +471,7 @@ def test_alpha_under_valid_is_the_part_under_the_output(flip):
     np.testing.assert_array_equal(response[..., 3], rgba[ay : ay + 4, ax : ax + 4, 3])
 
 
+@pytest.mark.slow  # property-based: many examples; CI runs it with -m slow
 @settings(max_examples=150, deadline=None)
 @given(
     image=arrays(np.uint8, st.tuples(st.integers(1, 14), st.integers(1, 14)),
@@ -525,6 +534,7 @@ def test_cast_false_keeps_the_exact_float32_response():
     assert convolve(image, [[0.5]], cast=False).dtype == np.float64
 
 
+@pytest.mark.slow  # property-based: many examples; CI runs it with -m slow
 @settings(max_examples=120, deadline=None)
 @given(
     image=arrays(st.sampled_from([np.uint8, np.uint16]),
@@ -588,6 +598,7 @@ def test_a_strip_holds_about_strip_bytes_of_floats():
     assert strip_rows(image, get_kernel("sharpen"), Padding(), "filter2d", "clip", 1) == 1
 
 
+@pytest.mark.slow  # property-based: many examples; CI runs it with -m slow
 @settings(max_examples=120, deadline=None)
 @given(
     image=arrays(st.sampled_from([np.uint8, np.uint16]),
