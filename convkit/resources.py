@@ -104,6 +104,8 @@ def backend_peak_bytes(
     direct = padded * channels * item + 3 * kernel
     if kh * kw > 49 and (4 * kh > height or 4 * kw > width):
         return max(direct, fft)
+    if backend == "auto" and kh * kw > 49:  # a calibrated auto may pick the fft backend
+        return max(direct, fft)
     return direct
 
 
