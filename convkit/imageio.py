@@ -1210,12 +1210,28 @@ def ensure_folder(folder: str | Path) -> Path:
 
 
 def write_atomic(path: str | Path, data: bytes) -> Path:
-    """Write ``data`` to a new temporary file beside ``path``, then rename it into place.
-
-    The temporary file is created exclusively (never an existing file) with the usual mode
-    (0666 less the umask).
+    """Write ``data`` to a new temporary file beside ``path``, then rename it into place
+    (`atomic_output`).
 
     An interrupted run leaves either the old file or the new one, never a truncated one.
+    """
+    with atomic_output(path) as stream:
+        stream.write(data)
+    return Path(path)
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | Path) -> Iterator[BinaryIO]:
+    """A binary stream onto a new temporary file beside ``path``, renamed into place when
+    the block ends; removed instead if it raises (Ctrl-C, SIGTERM and SIGHUP included).
+
+    The temporary file (`temporary_prefix` + 8 hex digits + ``.tmp``) is created
+    exclusively (never an existing file) with the usual mode (0666 less the umask).
+
+    Raises
+    ------
+    ImageWriteError
+        If the folder, the temporary file or the rename fails.
     """
     path = Path(path)
     folder = ensure_folder(path.parent)
@@ -1226,7 +1242,7 @@ def write_atomic(path: str | Path, data: bytes) -> Path:
         raise ImageWriteError(f"cannot write {path}: {exc.strerror or exc}") from None
     try:
         with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
+            yield stream
         os.replace(temporary, path)
     except BaseException as exc:
         with contextlib.suppress(OSError):
@@ -1234,7 +1250,6 @@ def write_atomic(path: str | Path, data: bytes) -> Path:
         if isinstance(exc, OSError):
             raise ImageWriteError(f"cannot write {path}: {exc.strerror or exc}") from None
         raise
-    return path
 
 
 # A file name may hold 255 bytes on the common file systems; a temporary name adds 14.

@@ -34,7 +34,6 @@ dask, tifffile and zarr are imported only inside the functions that need them.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import threading
@@ -46,7 +45,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
-from convkit.errors import ImageReadError, ImageWriteError, UsageError
+from convkit.errors import ImageReadError, UsageError
 from convkit.kernels import Kernel
 from convkit.metadata import ImageInfo, dpi_for, icc_profile_for
 from convkit.padding import Padding
@@ -1303,29 +1302,15 @@ def _write_atomic_tiff(output, shape, dtype, tiles, image: TiledImage, settings)
         return None
     import tifffile
 
-    from convkit.imageio import ensure_folder, temporary_prefix
+    from convkit.imageio import atomic_output
 
     output = Path(output)
-    folder = ensure_folder(output.parent)
-    try:
-        temporary = folder / f"{temporary_prefix(output.name)}{os.urandom(4).hex()}.tmp"
-        stream = open(temporary, "xb")  # created exclusively, as write_atomic does  # noqa: SIM115
-    except OSError as exc:
-        raise ImageWriteError(f"cannot write {output}: {exc.strerror or exc}") from None
-    try:
-        with (
-            stream,
-            tifffile.TiffWriter(stream, bigtiff=_needs_bigtiff(shape, dtype, image)) as writer,
-        ):
-            writer.write(tiles, shape=shape, dtype=dtype, tile=(TILE, TILE), metadata=None,
-                         **_tiff_options(shape, image))  # fmt: skip
-        os.replace(temporary, output)
-    except BaseException as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        if isinstance(exc, OSError):
-            raise ImageWriteError(f"cannot write {output}: {exc.strerror or exc}") from None
-        raise
+    with (
+        atomic_output(output) as stream,
+        tifffile.TiffWriter(stream, bigtiff=_needs_bigtiff(shape, dtype, image)) as writer,
+    ):
+        writer.write(tiles, shape=shape, dtype=dtype, tile=(TILE, TILE), metadata=None,
+                     **_tiff_options(shape, image))  # fmt: skip
     return output
 
 
