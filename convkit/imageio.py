@@ -1237,11 +1237,11 @@ def atomic_output(path: str | Path) -> Iterator[BinaryIO]:
     folder = ensure_folder(path.parent)
     try:
         temporary = folder / f"{temporary_prefix(path.name)}{os.urandom(4).hex()}.tmp"
-        handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        stream = open(temporary, "xb")  # noqa: SIM115 - closed below, before the rename
     except OSError as exc:
         raise ImageWriteError(f"cannot write {path}: {exc.strerror or exc}") from None
     try:
-        with os.fdopen(handle, "wb") as stream:
+        with stream:  # a named file: writers such as tifffile want its name
             yield stream
         os.replace(temporary, path)
     except BaseException as exc:
