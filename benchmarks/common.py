@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import shutil
+import statistics
 import sys
+import time
 from pathlib import Path
 
 
@@ -28,3 +30,13 @@ def convkit_command() -> str:
     if found is None:
         sys.exit("convkit is not installed: pip install -e .")
     return found
+
+
+def median_ms(work, runs: int) -> float:
+    """The median wall time of ``runs`` calls of ``work``, in milliseconds."""
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        work()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times) * 1000

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from common import compile_convkit, convkit_command
+from common import compile_convkit, convkit_command, median_ms
 
 import convkit
 
@@ -70,15 +70,6 @@ def direct_opencv(image: np.ndarray, weights: np.ndarray, depth: int) -> np.ndar
         row = (vt[0] * np.sqrt(s[0])).astype(weights.dtype)
         return cv2.sepFilter2D(image, depth, row, column, borderType=border)
     return cv2.filter2D(image, depth, weights, borderType=border)
-
-
-def median_ms(work, runs: int) -> float:
-    times = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        work()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times) * 1000
 
 
 def library_table(sizes: list[int], runs: int) -> None:
