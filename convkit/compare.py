@@ -757,6 +757,7 @@ def _spaced(pictures: list[np.ndarray]):
 POSITIVE = np.array([40.0, 40.0, 200.0])  # BGR: red for positive weights
 NEGATIVE = np.array([190.0, 90.0, 20.0])  # blue for negative ones
 WHITE = np.array([255.0, 255.0, 255.0])
+HATCH = (0, 160, 230)  # BGR orange stripes over cells that come from padding
 GRID = (150, 150, 150)
 MAX_NUMBERED_SIDE = 15  # a matrix with more rows or columns is drawn without numbers
 CELL_MAX_SCALE = 0.6
@@ -801,14 +802,19 @@ def matrix_picture(
     title: str = "",
     size: int = 360,
     highlight: tuple[int, int] | None = None,
+    *,
+    grey_top: float | None = None,
+    shaded: np.ndarray | None = None,
 ) -> np.ndarray:
     """A heatmap of a matrix with each value printed in its cell.
 
     Diverging colours with zero in the middle: white at 0, red for positive, blue for
-    negative, scaled by the largest magnitude. ``highlight`` outlines one cell (the anchor).
-    Every cell of a matrix up to `MAX_NUMBERED_SIDE` a side holds its number (to 3 or 2
-    significant digits; the cells grow past ``size`` if they must); a larger one is drawn
-    without numbers, and its title says so.
+    negative, scaled by the largest magnitude; or, with ``grey_top``, pixel values as the
+    grey they show (0 black, ``grey_top`` white). ``highlight`` outlines one cell (the
+    anchor); ``shaded`` cells (padding) are hatched. Every cell of a matrix up to
+    `MAX_NUMBERED_SIDE` a side holds its number (to 3 or 2 significant digits; the cells
+    grow past ``size`` if they must); a larger one is drawn without numbers, and its title
+    says so.
 
     Parameters
     ----------
@@ -820,6 +826,10 @@ def matrix_picture(
         About how wide and tall the grid is, in px.
     highlight : (row, column), optional
         The cell to outline.
+    grey_top : float, optional
+        Draw the values as grey levels up to this (255 for 8-bit pixels).
+    shaded : ndarray of bool, optional
+        The cells to hatch, of the matrix's shape.
 
     Returns
     -------
@@ -834,14 +844,22 @@ def matrix_picture(
     numbered = max(rows, columns) <= MAX_NUMBERED_SIDE
     if numbered:
         labels, scale, cell = cell_labels(values, cell)
-    peak = float(np.abs(values).max()) or 1.0
-    t = values / peak
-    colours = np.where(
-        t[..., None] >= 0,
-        WHITE + (POSITIVE - WHITE) * t[..., None],
-        WHITE + (NEGATIVE - WHITE) * -t[..., None],
-    )
+    if grey_top is None:
+        peak = float(np.abs(values).max()) or 1.0
+        t = values / peak
+        colours = np.where(
+            t[..., None] >= 0,
+            WHITE + (POSITIVE - WHITE) * t[..., None],
+            WHITE + (NEGATIVE - WHITE) * -t[..., None],
+        )
+        light = np.abs(t) > 0.6
+    else:
+        grey = np.clip(values / (grey_top or 1.0), 0.0, 1.0) * 255.0
+        colours = np.repeat(grey[..., None], 3, axis=-1)
+        light = grey < 110
     picture = np.repeat(np.repeat(colours, cell, axis=0), cell, axis=1).astype(np.uint8)
+    if shaded is not None:
+        _hatch(picture, np.asarray(shaded, dtype=bool), cell)
     for i in range(rows + 1):
         cv2.line(picture, (0, i * cell), (columns * cell, i * cell), GRID, 1)
     for j in range(columns + 1):
@@ -849,7 +867,7 @@ def matrix_picture(
     if numbered:
         for i in range(rows):
             for j in range(columns):
-                _centred_text(picture, labels[i][j], (i, j), cell, scale, abs(t[i, j]) > 0.6)
+                _centred_text(picture, labels[i][j], (i, j), cell, scale, light[i, j])
     if highlight is not None:
         y, x = highlight
         cv2.rectangle(picture, (x * cell, y * cell), ((x + 1) * cell, (y + 1) * cell), (0, 0, 0), 2)
@@ -860,6 +878,45 @@ def matrix_picture(
         width = max(picture.shape[1], min(text_width(title), max(picture.shape[1], 360)))
         picture = np.vstack([label_bar(title, width), _widen(picture, width)])
     return picture
+
+
+def _hatch(picture: np.ndarray, cells: np.ndarray, cell: int) -> None:
+    """Diagonal stripes over ``cells``: the mark of padding, readable on any grey."""
+    rows, columns = np.indices((cell, cell))
+    stripes = (rows + columns) % 8 < 2
+    for i, j in zip(*np.nonzero(cells), strict=True):
+        block = picture[i * cell : (i + 1) * cell, j * cell : (j + 1) * cell]
+        block[stripes] = HATCH
+
+
+def side_by_side(pictures: list[np.ndarray], separators: list[str] | None = None) -> np.ndarray:
+    """Pictures in a row, top-aligned, with an optional symbol (``*``, ``=``) between them."""
+    import cv2
+
+    height = max(p.shape[0] for p in pictures)
+    parts = []
+    for i, picture in enumerate(pictures):
+        padded = np.full((height, picture.shape[1], 3), BACKGROUND, dtype=np.uint8)
+        padded[: picture.shape[0]] = picture
+        parts.append(padded)
+        if i < len(pictures) - 1:
+            gap = np.full((height, 3 * GAP if separators else GAP, 3), BACKGROUND, dtype=np.uint8)
+            if separators:
+                cv2.putText(gap, separators[i], (GAP - 2, height // 2 + 8),
+                            FONT, 0.9, (0, 0, 0), 2, LINE_AA)  # fmt: skip
+            parts.append(gap)
+    return np.pad(np.hstack(parts), ((GAP, GAP), (GAP, GAP), (0, 0)), constant_values=BACKGROUND)
+
+
+def stacked(rows: list[np.ndarray]) -> np.ndarray:
+    """Pictures one under another, left-aligned."""
+    width = max(r.shape[1] for r in rows)
+    return np.vstack(
+        [
+            np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0)), constant_values=BACKGROUND)
+            for r in rows
+        ]
+    )
 
 
 def _centred_text(picture, text, position, cell, scale, light) -> None:

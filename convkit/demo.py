@@ -11,10 +11,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from convkit.compare import (
-    BACKGROUND,
     labelled,
     matrix_picture,
     resize_panel,
+    side_by_side,
+    stacked,
     to_display,
 )
 from convkit.engine import convolve
@@ -32,7 +33,6 @@ SWAP_KERNEL = [[0, 1], [1, 0]]
 CROSS = np.zeros((5, 5), dtype=np.uint8)
 CROSS[2, :] = CROSS[:, 2] = 1
 PATCH = [[93, 139, 101], [26, 252, 196], [135, 230, 18]]
-GAP = 12
 
 
 @dataclass
@@ -50,35 +50,6 @@ def format_matrix(values: np.ndarray) -> list[str]:
     cells = [[f"{v:g}" for v in row] for row in np.asarray(values, dtype=float)]
     width = max(len(c) for row in cells for c in row)
     return ["  [" + "  ".join(c.rjust(width) for c in row) + "]" for row in cells]
-
-
-def side_by_side(pictures: list[np.ndarray], separators: list[str] | None = None) -> np.ndarray:
-    """Pictures in a row, top-aligned, with an optional symbol (``*``, ``=``) between them."""
-    import cv2
-
-    height = max(p.shape[0] for p in pictures)
-    parts = []
-    for i, picture in enumerate(pictures):
-        padded = np.full((height, picture.shape[1], 3), BACKGROUND, dtype=np.uint8)
-        padded[: picture.shape[0]] = picture
-        parts.append(padded)
-        if i < len(pictures) - 1:
-            gap = np.full((height, 3 * GAP if separators else GAP, 3), BACKGROUND, dtype=np.uint8)
-            if separators:
-                cv2.putText(gap, separators[i], (GAP - 2, height // 2 + 8),
-                            cv2.FONT_HERSHEY_SIMPLEX, 0.9, (0, 0, 0), 2, cv2.LINE_AA)  # fmt: skip
-            parts.append(gap)
-    return np.pad(np.hstack(parts), ((GAP, GAP), (GAP, GAP), (0, 0)), constant_values=BACKGROUND)
-
-
-def stacked(rows: list[np.ndarray]) -> np.ndarray:
-    width = max(r.shape[1] for r in rows)
-    return np.vstack(
-        [
-            np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0)), constant_values=BACKGROUND)
-            for r in rows
-        ]
-    )
 
 
 def edge_confidence() -> DemoSection:

@@ -207,6 +207,54 @@ def to_image(
     return np.rint(values, out=values).astype(dtype)
 
 
+def pixel_steps(
+    value: float,
+    like: np.ndarray | np.dtype | type = np.uint8,
+    rescale: str = "clip",
+    bias: float = 0.0,
+    activation: str | None = None,
+    value_range: tuple[float, float] | None = None,
+) -> list[tuple[str, float]]:
+    """What `to_image` does to one response value, step by step.
+
+    Each step is ``(what, value after it)``, with the same arithmetic as `to_image`: the
+    bias, the activation, then the rescale policy's own steps down to the rounded pixel.
+    ``minmax`` needs ``value_range``, the (min, max) of the whole response after bias and
+    activation (over all colour channels), as `to_image` takes it.
+
+    Examples
+    --------
+    >>> pixel_steps(300.4, np.uint8, bias=-40.0, activation="relu")
+    [('+ bias -40', 260.4), ('relu', 260.4), ('clip to 0..255', 255.0), ('round', 255.0)]
+    """
+    policy, bias, activation = check_post_processing(rescale, bias, activation)
+    values = np.array([value], dtype=np.float64)
+    steps: list[tuple[str, float]] = []
+    if bias:
+        values = activate(values, bias)
+        steps.append((f"+ bias {bias:g}", float(values[0])))
+    if activation is not None:
+        values = activate(values, 0.0, activation)
+        steps.append((activation, float(values[0])))
+    if policy == "none":
+        return steps
+    top = float(np.iinfo(output_dtype(like)).max)
+    if policy == "abs":
+        values = np.abs(values)
+        steps.append(("abs", float(values[0])))
+    elif policy == "minmax":
+        if value_range is None:
+            raise UsageError("minmax needs the (min, max) of the whole response")
+        low, high = (float(v) for v in value_range)
+        # Stretched with the whole response's ends, as `to_image` stretches every value.
+        values = _stretch(np.array([low, values[0], high]), top)[1:2]
+        steps.append((f"stretch {low:g}..{high:g} to 0..{top:g}", float(values[0])))
+    values = np.clip(values, 0.0, top)
+    steps.append((f"clip to 0..{top:g}", float(values[0])))
+    steps.append(("round", float(np.rint(values)[0])))
+    return steps
+
+
 def _is_lazy(array: object) -> bool:
     from convkit.tiles import is_dask_array
 
