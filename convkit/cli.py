@@ -12,7 +12,7 @@ import signal
 import sys
 import warnings
 from pathlib import Path
-from typing import NoReturn
+from typing import NamedTuple, NoReturn
 
 import click
 
@@ -801,6 +801,157 @@ def _numbers(text: str, option: str) -> list[int]:
     if not values or min(values) < 1 or max(values) > 16384:
         raise UsageError(f"{option} {text!r}: sizes go from 1 to 16384")
     return values
+
+
+def _parse_numbers(value: str | None, names: str) -> tuple[int, ...] | None:
+    """``"Y,X"``-style whole numbers, as many as ``names`` has letters separated by commas."""
+    if value is None:
+        return None
+    count = names.count(",") + 1
+    try:
+        numbers = tuple(int(part) for part in value.split(","))
+    except ValueError:
+        numbers = ()
+    if len(numbers) != count:
+        raise click.BadParameter(f"{value!r} is not {names} ({count} whole numbers)")
+    return numbers
+
+
+def teaching_options(command):
+    """What `explain` and `animate` share with `apply`: one kernel, how it is placed, how
+    the image is read, and how the response becomes a pixel."""
+
+    @click.argument("image_path", metavar="IMAGE", type=click.Path(path_type=Path))
+    @click.option("--kernel", "-k", "kernel_value", required=True, metavar="NAME|PATH|MATRIX",
+                  shell_complete=complete_kernel,
+                  help="One kernel, as apply's --kernel takes it.")  # fmt: skip
+    @click.option("--normalize", is_flag=True, help="Divide the kernel by its sum (if not 0).")
+    @click.option("--scale", type=FiniteFloat(), default=None, help="Multiply the kernel by S.")
+    @click.option("--anchor", callback=_parse_anchor, metavar="Y,X", default=None,
+                  help="The kernel cell (row Y, column X) over the output pixel.")  # fmt: skip
+    @padding_options
+    @click.option("--flip", is_flag=True, help="True convolution: rotate the kernel by 180°.")
+    @click.option("--gray", is_flag=True, help="Convert to grey (OpenCV's weights) first.")
+    @click.option("--no-auto-orient", is_flag=True,
+                  help="Keep the stored pixel order of EXIF-rotated photos.")  # fmt: skip
+    @click.option("--rescale", type=click.Choice(RESCALE_POLICIES), default="clip",
+                  show_default=True, help="Response -> pixel, as for apply.")  # fmt: skip
+    @click.option("--bias", type=FiniteFloat(), default=0.0, show_default=True,
+                  help="Added to the response before activation and rescaling.")  # fmt: skip
+    @click.option("--activation", type=click.Choice(ACTIVATIONS), default=None,
+                  help="Applied after the bias: relu is max(0, x).")  # fmt: skip
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        return command(*args, **kwargs)
+
+    return wrapper
+
+
+class TeachingRun(NamedTuple):
+    """What `explain` and `animate` read: the image as apply filters it, and the kernel."""
+
+    image: object  # the ndarray as apply filters it
+    channel_names: tuple[str, ...]
+    kernel: object
+    options: dict
+
+
+def _teaching_run(image_path, kernel_value, normalize, scale, anchor, padding, cval, flip,
+                  gray, no_auto_orient, rescale, bias, activation) -> TeachingRun:  # fmt: skip
+    """Read the image and the kernel the way apply does (auto-orient, --gray)."""
+    from convkit.explain import opencv_channel_names
+    from convkit.imageio import read_image
+    from convkit.pipeline import to_gray
+
+    kernels = _kernels([kernel_value], [], normalize, scale)
+    if len(kernels) != 1:
+        names = ", ".join(k.name for k in kernels[:4])
+        raise UsageError(f"--kernel {kernel_value!r} names {len(kernels)} kernels ({names}, ...): "
+                         "give one")  # fmt: skip
+    image = read_image(image_path, auto_orient=not no_auto_orient)
+    if gray:
+        image = to_gray(image)
+    options = dict(padding=_padding(padding, cval), flip=flip, anchor=anchor, rescale=rescale,
+                   bias=bias, activation=activation)  # fmt: skip
+    return TeachingRun(image, opencv_channel_names(image), kernels[0], options)
+
+
+@main.command()
+@teaching_options
+@click.option("--at", "at", required=True, metavar="Y,X",
+              callback=lambda ctx, param, value: _parse_numbers(value, "Y,X"),
+              help="The pixel (row Y, column X) under the kernel's anchor.")  # fmt: skip
+@click.option("--png", "png_path", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, help="Also draw the explanation as a figure, PATH.png.")  # fmt: skip
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the record as JSON instead of text.")  # fmt: skip
+def explain(at, png_path, as_json, **options):
+    """Show how one output pixel is computed: the neighbourhood under the kernel (padding
+    marked), the kernel as placed, the products, their sum, and each step down to the value
+    apply writes there.
+
+    Example: convkit explain sample_images/chelsea.png --kernel sharpen --at 0,0
+    """
+    import json
+
+    from convkit.console import Screen
+    from convkit.explain import explain as explain_pixel
+
+    run = _teaching_run(**options)
+    if png_path is not None:
+        png_path = _plan_teaching_output(png_path, options["image_path"], run.kernel, "figure")
+    record = explain_pixel(run.image, run.kernel, at, channel_names=run.channel_names,
+                           image_name=str(options["image_path"]), **run.options)  # fmt: skip
+    screen = Screen()
+    if as_json:
+        sys.stdout.write(json.dumps(record.to_dict()) + "\n")
+    else:
+        for line in record.lines():
+            screen.line(line)
+    if png_path is not None:
+        from convkit.imageio import encode_image, write_atomic
+
+        written = write_atomic(png_path, encode_image(record.picture()))
+        (Screen(stdout=sys.stderr) if as_json else screen).line(f"wrote {written}")
+
+
+@main.command()
+@teaching_options
+@click.option("--out", "-o", "out_path", type=click.Path(dir_okay=False, path_type=Path),
+              required=True, help="The animated GIF to write, e.g. slide.gif.")  # fmt: skip
+@click.option("--crop", default=None, metavar="Y,X,H,W",
+              callback=lambda ctx, param, value: _parse_numbers(value, "Y,X,H,W"),
+              help="Animate this window of the image (row, column, height, width).")  # fmt: skip
+@click.option("--fps", type=click.FloatRange(0.1, 50), default=4.0, show_default=True,
+              help="Frames (output pixels) per second.")  # fmt: skip
+def animate(out_path, crop, fps, **options):
+    """Write an animated GIF of the kernel sliding across a small image (16x16 at most; use
+    --crop on larger ones): the window on the padded input, the kernel's weights over it,
+    the output filling in, the sum written out.
+
+    Example: convkit animate sample_images/chelsea.png --kernel sharpen --crop 100,200,6,8
+    --out slide.gif
+    """
+    from convkit.animate import crop as crop_image
+    from convkit.animate import slide_frames, write_animation
+    from convkit.console import Screen
+
+    if out_path.suffix.lower() != ".gif":
+        raise UsageError(f"--out {str(out_path)!r}: animate writes a GIF: give a path ending .gif")
+    run = _teaching_run(**options)
+    out_path = _plan_teaching_output(out_path, options["image_path"], run.kernel, "animation")
+    image = run.image if crop is None else crop_image(run.image, crop)
+    frames = slide_frames(image, run.kernel, **run.options)
+    written = write_animation(frames, out_path, fps)
+    Screen().line(f"wrote {written} ({len(frames)} frames)")
+
+
+def _plan_teaching_output(path: Path, image_path: Path, kernel, what: str) -> Path:
+    """``path``, checked against the image and the kernel file it must not replace."""
+    from convkit.pipeline import kernel_sources
+    from convkit.plan import OutputPlan
+
+    return OutputPlan([image_path, *kernel_sources([kernel])]).claim(path, what)
 
 
 @main.command()

@@ -346,6 +346,21 @@ def _without_offset(kernel: Kernel) -> Kernel:
     return Kernel(kernel.name, kernel.weights, kernel.anchor)
 
 
+def opencv_channel_names(image: np.ndarray) -> tuple[str, ...]:
+    """The channels of an image as OpenCV reads it: grey, grey + alpha, BGR or BGRA.
+
+    >>> opencv_channel_names(np.zeros((2, 2, 4)))
+    ('blue', 'green', 'red', 'alpha')
+    """
+    count = 1 if image.ndim == 2 else image.shape[2]
+    return {
+        1: ("grey",),
+        2: ("grey", "alpha"),
+        3: ("blue", "green", "red"),
+        4: ("blue", "green", "red", "alpha"),
+    }.get(count, tuple(f"channel {c}" for c in range(count)))
+
+
 def _channel_names(names: tuple[str, ...] | None, count: int, alpha: bool) -> list[str]:
     if names is not None:
         names = list(names)
@@ -391,7 +406,7 @@ def explanation_lines(record: Explanation) -> list[str]:
 def _padding_text(padding: Padding) -> str:
     if padding.mode == "valid":
         return "valid (no padding: the kernel stays inside the image)"
-    cval = f", cval {_number_text(padding.cval)}" if padding.mode == "constant" else ""
+    cval = f", cval {number_text(padding.cval)}" if padding.mode == "constant" else ""
     return f"{padding.mode} ({padding.spec.pattern}{cval})"
 
 
@@ -400,7 +415,7 @@ def _padding_lines(record: Explanation) -> list[str]:
     count = int(record.from_padding.sum())
     head = f"{count} cell{'s' * (count != 1)} marked * lie outside the image"
     if record.padding.mode == "constant":
-        return [f"{head}: padding 'constant' fills them with {_number_text(record.padding.cval)}"]
+        return [f"{head}: padding 'constant' fills them with {number_text(record.padding.cval)}"]
     lines = [f"{head}: padding '{record.padding.mode}' fills each with the image pixel below"]
     if max(record.kernel.shape) > MAX_PRINTED_SIDE:
         return lines + ["  (too many to list; --json gives each cell's source)"]
@@ -417,20 +432,20 @@ def _padding_lines(record: Explanation) -> list[str]:
 def _channel_lines(record: Explanation, channel: ChannelWork) -> list[str]:
     name = channel.name
     if channel.carried:
-        return [f"{name}: carried through unfiltered = {_number_text(channel.value)}"]
+        return [f"{name}: carried through unfiltered = {number_text(channel.value)}"]
     lines = _matrix_lines(f"{name}: neighbourhood", channel.neighbourhood, record.from_padding)
     lines += _matrix_lines(f"{name}: products (neighbourhood x kernel)", channel.products)
     terms = channel.products.size <= MAX_TERMS_WRITTEN
     width = max(len(what) for what, _ in channel.steps)
     for what, value in channel.steps:
-        shown = _number_text(value)
+        shown = number_text(value)
         if what == "sum" and terms:
-            written = " + ".join(_number_text(v) for v in channel.products.reshape(-1))
+            written = " + ".join(number_text(v) for v in channel.products.reshape(-1))
             shown = f"{written.replace('+ -', '- ')} = {shown}"
         lines.append(f"  {what:<{width}} = {shown}")
     written_at = record.output_at
     lines.append(f"  {name} at output ({written_at[0]}, {written_at[1]}) = "
-                 f"{_number_text(channel.value)} ({record.dtype})")  # fmt: skip
+                 f"{number_text(channel.value)} ({record.dtype})")  # fmt: skip
     return lines
 
 
@@ -448,7 +463,7 @@ def _matrix_lines(
     for i in range(rows):
         row = []
         for j in range(columns):
-            text = _number_text(values[i, j])
+            text = number_text(values[i, j])
             if anchor == (i, j):
                 text = f"[{text}]"
             if marked is not None and marked[i, j]:
@@ -463,7 +478,7 @@ def _grid_lines(labels: list[list[str]]) -> list[str]:
     return ["  " + " ".join(f"{label:>{width}}" for label in row) for row in labels]
 
 
-def _number_text(value: float) -> str:
+def number_text(value: float) -> str:
     """A number as people write it: whole numbers plainly, others to 6 significant digits."""
     if math.isfinite(value) and value == int(value) and abs(value) < 1e15:
         return str(int(value))
