@@ -121,6 +121,17 @@ class Kernel:
         """The kernel with its anchor at (row, column) ``anchor``."""
         return self._replace(anchor=anchor)
 
+    def _repr_png_(self) -> bytes:
+        """The kernel's heatmap as PNG bytes: how Jupyter shows a `Kernel`.
+
+        Drawn by `convkit.compare.kernel_picture` (weights in their cells, the anchor
+        outlined, the name above), imported here so that ``import convkit`` stays cheap.
+        """
+        from convkit.compare import kernel_picture
+        from convkit.imageio import encode_image
+
+        return encode_image(kernel_picture(self))
+
     def _replace(self, **changes) -> Kernel:
         values = {
             "name": self.name,
