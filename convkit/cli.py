@@ -11,6 +11,7 @@ import os
 import signal
 import sys
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple, NoReturn
 
@@ -45,7 +46,8 @@ class ConvkitGroup(click.Group):
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, False, **extra)
         try:
-            code = super().main(args, prog_name, complete_var, False, **extra)
+            with native_messages_silenced():
+                code = super().main(args, prog_name, complete_var, False, **extra)
         except _NO_ARGS_IS_HELP as exc:  # bare `convkit`: the help, exit 0
             click.echo(exc.ctx.get_help())
             code = 0
@@ -153,6 +155,79 @@ def run() -> NoReturn:
     if "multiprocessing" in sys.modules:
         sys.exit(code)
     os._exit(code)
+
+
+@contextlib.contextmanager
+def native_messages_silenced() -> Iterator[None]:
+    """Keep what C libraries print off the terminal while a command runs; restore after.
+
+    libpng and libjpeg write their complaints about a corrupt file straight to file
+    descriptor 2, where no Python code can catch them, and OpenCV logs there too: a bad
+    image would print lines besides convkit's one ``Error:`` line (DESIGN §7). So, unless
+    ``CONVKIT_DEBUG=1``: Python's standard error moves to a duplicate of descriptor 2,
+    descriptor 2 itself to /dev/null (worker processes inherit both), and OpenCV's log level
+    is silent (``OPENCV_LOG_LEVEL``, unless set, for a cv2 not yet imported). This is the
+    command line's business: the library leaves a host program's descriptors and log level
+    alone.
+    """
+    if os.environ.get("CONVKIT_DEBUG") == "1":
+        yield
+        return
+    try:
+        duplicate = os.dup(2)
+    except OSError:  # no descriptor 2 at all: nothing to silence
+        yield
+        return
+    stream, moved = sys.stderr, _on_descriptor(sys.stderr, 2)
+    if moved:
+        sys.stderr = _moved_stream(stream, duplicate)
+    level = _silence_opencv_log()
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    os.close(devnull)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError, ValueError):
+            sys.stderr.flush()
+        os.dup2(duplicate, 2)
+        os.close(duplicate)
+        if moved:
+            sys.stderr = stream
+        level()
+
+
+def _on_descriptor(stream, fd: int) -> bool:
+    try:
+        return stream.fileno() == fd
+    except (AttributeError, OSError, ValueError):  # a captured stream (tests, CliRunner)
+        return False
+
+
+def _moved_stream(stream, duplicate: int):
+    """``stream`` (standard error, maybe guarded) writing to descriptor ``duplicate``."""
+    inner = stream._stream if isinstance(stream, GuardedStream) else stream
+    encoding = getattr(inner, "encoding", None) or "utf-8"
+    errors = getattr(inner, "errors", None) or "backslashreplace"
+    moved = open(duplicate, "w", buffering=1, encoding=encoding, errors=errors, closefd=False)  # noqa: SIM115
+    return (
+        GuardedStream(moved, closed=stream.error is not None)
+        if isinstance(stream, GuardedStream)
+        else moved
+    )
+
+
+def _silence_opencv_log():
+    """OpenCV's log silent; returns what undoes it."""
+    if "cv2" not in sys.modules:
+        if "OPENCV_LOG_LEVEL" in os.environ:
+            return lambda: None
+        os.environ["OPENCV_LOG_LEVEL"] = "SILENT"  # read when cv2 is imported
+        return lambda: os.environ.pop("OPENCV_LOG_LEVEL", None)
+    logging = sys.modules["cv2"].utils.logging
+    previous = logging.getLogLevel()
+    logging.setLogLevel(logging.LOG_LEVEL_SILENT)
+    return lambda: logging.setLogLevel(previous)
 
 
 def reopen_closed_standard_streams() -> set[int]:

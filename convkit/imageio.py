@@ -33,7 +33,6 @@ import numbers
 import os
 import stat
 import struct
-import threading
 import zlib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -534,7 +533,7 @@ def _decode(
 def _decode_with_opencv(
     data: bytes, source: str, header: ImageHeader, max_pixels: int | None
 ) -> np.ndarray:
-    image = _decode_quietly(data)
+    image = _imdecode(data)
     if image is None:
         raise ImageReadError(f"cannot decode {source}: {_why_undecodable(data, header)}")
     _check_pixels(image.shape[1::-1], source, max_pixels)
@@ -726,15 +725,19 @@ class _GreyAlphaTiff(NamedTuple):
         )  # fmt: skip
 
 
-def _decode_quietly(data: bytes) -> np.ndarray | None:
-    """cv2.imdecode with nothing printed; None where OpenCV cannot decode the data."""
+def _imdecode(data: bytes) -> np.ndarray | None:
+    """cv2.imdecode, None where OpenCV cannot decode the data.
+
+    What libpng and libjpeg print about a corrupt file goes to file descriptor 2, which the
+    command line silences for its whole run (`convkit.cli.silence_native_messages`); the
+    library leaves a host program's descriptors and OpenCV log level alone.
+    """
     import cv2
 
-    with _silenced_decoders():
-        try:
-            return cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
-        except cv2.error:
-            return None
+    try:
+        return cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    except cv2.error:
+        return None
 
 
 def _why_undecodable(data: bytes, header: ImageHeader) -> str:
@@ -756,67 +759,6 @@ def _dtype_name(dtype: np.dtype) -> str:
     if dtype.kind in kinds:
         return f"{dtype.itemsize * 8}-bit {kinds[dtype.kind]}"
     return str(dtype)
-
-
-class _DecoderSilence:
-    """OpenCV's log level set to silent and file descriptor 2 sent to /dev/null while any
-    thread decodes; both restored when the last one is done.
-
-    libpng and libjpeg print their complaints straight to file descriptor 2, where no Python
-    code can catch them. Counting the decodes under way keeps two threads from restoring
-    each other's silence instead of the original state.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._depth = 0
-        self._saved_stderr: int | None = None
-        self._saved_level: int | None = None
-
-    @contextlib.contextmanager
-    def __call__(self) -> Iterator[None]:
-        with self._lock:
-            if self._depth == 0:
-                self._silence()
-            self._depth += 1
-        try:
-            yield
-        finally:
-            with self._lock:
-                self._depth -= 1
-                if self._depth == 0:
-                    self._restore()
-
-    def _silence(self) -> None:
-        import cv2
-
-        logging = cv2.utils.logging
-        self._saved_level = logging.getLogLevel()
-        logging.setLogLevel(logging.LOG_LEVEL_SILENT)
-        try:
-            self._saved_stderr = os.dup(2)
-        except OSError:  # no file descriptor 2 at all: nothing to silence
-            self._saved_stderr = None
-            return
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        try:
-            os.dup2(devnull, 2)
-        finally:
-            os.close(devnull)
-
-    def _restore(self) -> None:
-        import cv2
-
-        if self._saved_stderr is not None:
-            os.dup2(self._saved_stderr, 2)
-            os.close(self._saved_stderr)
-            self._saved_stderr = None
-        if self._saved_level is not None:
-            cv2.utils.logging.setLogLevel(self._saved_level)
-            self._saved_level = None
-
-
-_silenced_decoders = _DecoderSilence()
 
 
 # --- writing ----------------------------------------------------------------------------------

@@ -76,13 +76,22 @@ def test_truncated_png(tmp_path, png_bytes):
         read_image(path)
 
 
-def test_decoding_prints_nothing(tmp_path, capfd):
+def test_the_command_line_prints_nothing_but_its_error_for_a_truncated_png(tmp_path, capfd):
+    """libpng's complaint goes to descriptor 2, which the command line silences; the
+    run's own one line reaches standard error."""
+    from convkit.cli import main
+
     path = tmp_path / "cut.png"
     path.write_bytes(encode_image(cv2.imread(str(SAMPLES / "chelsea.png")))[:5000])
-    with pytest.raises(ImageReadError):
-        read_image(path)
+    with pytest.raises(SystemExit) as exited:
+        main.main(["apply", str(path), "-k", "sharpen", "-o", str(tmp_path / "out")])
+    assert exited.value.code == 1
     captured = capfd.readouterr()
-    assert captured.err == "" and captured.out == ""
+    assert captured.out == ""
+    assert (
+        captured.err
+        == f"Error: cannot decode {path}: truncated PNG file (it ends before its IEND chunk)\n"
+    )
 
 
 def test_max_pixels_is_checked_before_decoding(tmp_path, png_bytes):
@@ -227,7 +236,7 @@ def test_decode_image_checks_the_header_before_decoding():
         decode_image(encode_image(np.zeros((4, 4), np.uint8)), "x.png", max_pixels=10)
 
 
-def test_opencv_log_level_is_restored(png_bytes):
+def test_opencv_log_level_is_left_as_the_host_set_it(png_bytes):
     logging = cv2.utils.logging
     previous = logging.getLogLevel()
     try:
