@@ -12,6 +12,7 @@ array([[ 6.,  8.],
 from convkit.backends import available_backends
 from convkit.engine import convolve
 from convkit.errors import ConvkitError, KernelError, KernelParseError, UsageError
+from convkit.explain import Explanation, explain
 from convkit.kernel_files import load_kernel, parse_kernel
 from convkit.kernels import Kernel, get_kernel
 from convkit.postprocess import to_image
@@ -20,12 +21,14 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ConvkitError",
+    "Explanation",
     "Kernel",
     "KernelError",
     "KernelParseError",
     "UsageError",
     "available_backends",
     "convolve",
+    "explain",
     "get_kernel",
     "load_kernel",
     "parse_kernel",
