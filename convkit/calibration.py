@@ -1,11 +1,13 @@
 """How fast this machine filters, for `auto`: a cost model, and its calibration ("wisdom").
 
 `auto` predicts the time of each strategy it may run (see `convkit.backends.auto`) from a
-small linear model per strategy and precision: milliseconds as a weighted sum of what the
-strategy does (pixels, taps, OpenCV's DFT tiles, scipy's transform sizes). The weights come
-from `calibrate`, which times the strategies on this machine and stores them, as FFTW stores
-its wisdom, in one small JSON file in the user's cache folder, named after a fingerprint of
-the machine (processor, cores, OpenCV, numpy and scipy versions). Without such a file, or
+small linear model per kind of work and precision: milliseconds as a weighted sum of what
+the work does (pixels, taps, OpenCV's DFT tiles, scipy's transform sizes). The weights come
+from `calibrate`, which has the backends time their strategies on this machine (through the
+registry: a backend whose entry ``calibrates`` measures itself, so that this module imports
+no backend) and stores the fitted weights, as FFTW stores its wisdom, in one small JSON file
+in the user's cache folder, named after a fingerprint of the machine (processor, cores,
+OpenCV, numpy and scipy versions). Without such a file, or
 with one that is unreadable, too large, malformed or from another machine, the built-in
 weights (measured on a 2-core AMD EPYC) are used: silently, as a missing cache is no error.
 """
@@ -22,7 +24,7 @@ import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import cache, partial
+from functools import cache
 from pathlib import Path
 from typing import NamedTuple
 
@@ -35,7 +37,6 @@ MAX_FILE_BYTES = 64 * 1024
 # Machines whose entries one calibration file keeps (the newest).
 MAX_MACHINES = 8
 PRECISIONS = ("float64", "float32")
-STRATEGIES = ("filter2d", "separable", "fft")
 # What each kind of work is charged for; the model holds one weight per feature.
 FEATURES = {
     "direct": ("pixel", "pixel_tap", "pixel_kernel_row"),
@@ -48,11 +49,6 @@ FEATURES = {
     ),
     "fft": ("padded_pixel", "radix_2_passes", "radix_3_passes", "radix_5_passes"),
 }  # fmt: skip
-# OpenCV's filter2D sums directly below this many taps and takes its DFT path from there
-# (dftFilter2D in imgproc's filter.dispatch.cpp): 130 for float32 on a CPU with SSE3, else 50.
-OPENCV_DFT_MIN_TAPS = 50
-OPENCV_DFT_MIN_TAPS_FLOAT32_SSE3 = 130
-OPENCV_CPU_SSE3 = 3  # cv::CPU_SSE3, which the Python bindings do not export
 
 
 class Geometry(NamedTuple):
@@ -87,11 +83,11 @@ class CostModel:
     source: str = "built-in"
 
     def predict_ms(
-        self, strategy: str, geometry: Geometry, passes: int = 0, asymmetric: int = 0
+        self, kind: str, geometry: Geometry, passes: int = 0, asymmetric: int = 0
     ) -> float:
-        """The predicted time of ``strategy``; for ``separable``, ``passes`` terms of which
-        ``asymmetric`` have a column factor that OpenCV cannot take as symmetric."""
-        kind = cost_kind(strategy, geometry)
+        """The predicted time of one kind of work (a key of `FEATURES`); for ``separable``,
+        ``passes`` terms of which ``asymmetric`` have a column factor that OpenCV cannot take
+        as symmetric."""
         values = features(kind, geometry, passes, asymmetric)
 
         def band_ms(coefficients: Coefficients) -> float:
@@ -108,26 +104,6 @@ class CostModel:
         (low_count, low), (high_count, high) = self.bands[upper - 1], self.bands[upper]
         share = math.log(pixels / low_count) / math.log(high_count / low_count)
         return (1 - share) * band_ms(low) + share * band_ms(high)
-
-
-def cost_kind(strategy: str, geometry: Geometry) -> str:
-    """Which kind of work ``strategy`` does: filter2D's direct sums or its DFT, passes, FFT."""
-    if strategy == "filter2d":
-        taps = geometry.kernel[0] * geometry.kernel[1]
-        return "direct" if taps < opencv_dft_min_taps(geometry.precision) else "opencv_dft"
-    if strategy in ("separable", "fft"):
-        return strategy
-    raise ValueError(f"unknown strategy {strategy!r}: use one of {', '.join(STRATEGIES)}")
-
-
-@cache
-def opencv_dft_min_taps(precision: str) -> int:
-    """The kernel area from which cv2.filter2D takes its DFT path for float images."""
-    import cv2
-
-    if precision == "float32" and cv2.checkHardwareSupport(OPENCV_CPU_SSE3):
-        return OPENCV_DFT_MIN_TAPS_FLOAT32_SSE3
-    return OPENCV_DFT_MIN_TAPS
 
 
 def features(
@@ -499,18 +475,13 @@ CALIBRATION_KERNELS = (
     (3, 3), (5, 5), (7, 7), (3, 15), (15, 3), (11, 11), (21, 21), (31, 31), (51, 51),
     (101, 101), (1, 51), (51, 1), (5, 51), (51, 5), (21, 101), (101, 21),
 )  # fmt: skip
-# FFT is timed from this many taps on: `auto` never sends fewer through a transform.
-FFT_MIN_TAPS = 50
-# Images of up to this many pixels get every round asked for; larger ones proportionally
-# fewer (a 4096^2 cell takes seconds, and varies less from run to run).
-FULL_ROUNDS_PIXELS = 2048 * 2048
 
 
 class Sample(NamedTuple):
-    """One measured time: a strategy on one geometry, its best of a few runs."""
+    """One measured time: a kind of work on one geometry, its best of a few runs."""
 
     geometry: Geometry
-    strategy: str
+    kind: str
     passes: int
     asymmetric: int
     milliseconds: float
@@ -535,12 +506,12 @@ def calibrate(
 ) -> Calibration:
     """Time `auto`'s strategies on this machine, fit the cost model, store it for `auto`.
 
-    Each (image size, kernel, precision) cell runs every strategy that applies (filter2D;
-    one and two separable passes where the kernel has two sides; the FFT from
-    `FFT_MIN_TAPS` taps) once, then ``repeat`` more times interleaved (fewer beyond
-    `FULL_ROUNDS_PIXELS`), and keeps each one's best time: the machine's speed with the
-    least interference from other work. The weights of each kind
-    of work are then fitted per image size by non-negative least squares on relative error.
+    Every backend whose registry entry ``calibrates`` times its strategies on each (image
+    size, kernel, precision) cell (`convkit.backends.measure_strategies`: for `auto`,
+    filter2D, separable passes and the FFT, interleaved, each one's best of ``repeat``
+    rounds: the machine's speed with the least interference from other work). The weights
+    of each kind of work are then fitted per image size by non-negative least squares on
+    relative error.
 
     Parameters
     ----------
@@ -564,88 +535,16 @@ def calibrate(
     OSError
         If the calibration file cannot be written.
     """
+    from convkit.backends import KNOWN_BACKENDS, measure_strategies
+
     started = time.perf_counter()
-    samples = tuple(measure(sizes, kernels, repeat, progress))
+    samples: list[Sample] = []
+    for name, backend in KNOWN_BACKENDS.items():
+        if backend.calibrates and backend.is_available():
+            samples += measure_strategies(name, sizes, kernels, repeat, progress)
     model = fit_model(samples)
     stored = write_calibration(model, path)
-    return Calibration(stored, model, samples, time.perf_counter() - started)
-
-
-def measure(
-    sizes: Sequence[int],
-    kernels: Sequence[tuple[int, int]],
-    repeat: int = 3,
-    progress: Callable[[int, int], None] | None = None,
-) -> list[Sample]:
-    """Best-of-``repeat`` times of each strategy on random images and kernels."""
-    rng = np.random.default_rng(0)
-    total, done = len(PRECISIONS) * len(sizes) * len(kernels), 0
-    samples = []
-    for precision in PRECISIONS:
-        for size in sorted(sizes):
-            image = rng.random((size, size)).astype(precision)
-            for kernel in kernels:
-                samples += _time_cell(rng, image, kernel, repeat)
-                done += 1
-                if progress is not None:
-                    progress(done, total)
-    return samples
-
-
-def _time_cell(
-    rng: np.random.Generator, image: np.ndarray, kernel: tuple[int, int], repeat: int
-) -> list[Sample]:
-    from convkit.backends.auto import run_plan
-    from convkit.padding import make_padding
-
-    kh, kw = kernel
-    weights = rng.random(kernel)
-    plans = _plans_to_time(rng, kh, kw)
-    arguments = (image, weights, (kh // 2, kw // 2), make_padding("replicate"))
-    rounds = max(1, round(repeat * min(1.0, FULL_ROUNDS_PIXELS / image.size)))
-    best = _best_of([partial(run_plan, plan, *arguments) for plan in plans], rounds)
-    geometry = Geometry(image.shape[0], image.shape[1], 1, kernel, image.dtype.name)
-    return [
-        Sample(geometry, plan.strategy, *_passes(plan.terms or ()), milliseconds)
-        for plan, milliseconds in zip(plans, best, strict=True)
-    ]
-
-
-def _plans_to_time(rng: np.random.Generator, kh: int, kw: int) -> list:
-    """filter2D; one and two passes of symmetric terms (those of Gaussians, LoG, DoG) and one
-    of asymmetric terms, where the kernel has two sides; the FFT from `FFT_MIN_TAPS`."""
-    from convkit.backends.auto import Plan
-
-    plans = [Plan("filter2d")]
-    if min(kh, kw) > 1:
-        asymmetric = (rng.random(kh), rng.random(kw))
-        symmetric = tuple((rng.random(kh), rng.random(kw)) for _ in range(2))
-        symmetric = tuple((v + v[::-1], w + w[::-1]) for v, w in symmetric)
-        plans += [
-            Plan("separable", symmetric[:1]),
-            Plan("separable", symmetric),
-            Plan("separable", (asymmetric,)),
-        ]
-    if kh * kw >= FFT_MIN_TAPS:
-        plans.append(Plan("fft"))
-    return plans
-
-
-def _passes(terms) -> tuple[int, int]:
-    from convkit.backends.lowrank import asymmetric_passes
-
-    return len(terms), asymmetric_passes(terms)
-
-
-def _best_of(works: Sequence[Callable[[], object]], rounds: int) -> list[float]:
-    """Each work's best time in ms: a first run each, then ``rounds`` interleaved rounds."""
-    best = [math.inf] * len(works)
-    for _ in range(rounds + 1):
-        for i, work in enumerate(works):
-            started = time.perf_counter()
-            work()
-            best[i] = min(best[i], (time.perf_counter() - started) * 1000)
-    return best
+    return Calibration(stored, model, tuple(samples), time.perf_counter() - started)
 
 
 def fit_model(samples: Sequence[Sample]) -> CostModel:
@@ -664,7 +563,7 @@ def fit_model(samples: Sequence[Sample]) -> CostModel:
                     for s in samples
                     if s.geometry.height * s.geometry.width == count
                     and s.geometry.precision == precision
-                    and cost_kind(s.strategy, s.geometry) == kind
+                    and s.kind == kind
                 ]
                 if rows:
                     # Relative error: each row divided by its own time.

@@ -1,5 +1,6 @@
 """What a run will cost in memory, estimated before it starts: peak bytes per backend (a slow
-backend's time is its registry entry's `convkit.backends.Cost`). The command line refuses
+backend's time is its registry entry's `convkit.backends.Cost`, its memory model the entry's
+``memory`` trait). The command line refuses
 what exceeds ``--max-memory`` instead of letting the out-of-memory killer end the run an hour
 later.
 
@@ -89,22 +90,41 @@ def backend_peak_bytes(
     padded = (height + grow_h) * (width + grow_w)  # samples of one padded plane
     out = height * width
     kernel = kh * kw * 8
-    if not KNOWN_BACKENDS[backend].multichannel:
+    entry = KNOWN_BACKENDS[backend]
+    if not entry.multichannel:
         # The engine hands it one plane at a time and stacks the planes' responses at the end.
         return padded * item + 2 * out * channels * 8 + 2 * kernel
-    if backend == "numpy":
-        return (padded + 2 * out) * channels * item + kernel
+    models = entry.memory.split("+")
+    unknown = set(models) - set(MEMORY_MODELS)
+    if unknown:
+        raise ValueError(f"backend {backend!r}: no memory model {', '.join(sorted(unknown))}")
     fft = _fft_bytes(height + grow_h, width + grow_w, kh, kw, channels, item) + kernel
-    if backend == "fft":
-        return fft
-    # filter2d and auto: OpenCV pads what it cannot border itself. Its DFT path (from 50
-    # taps) works in tiles at least as large as the kernel: within the padded copy for a
-    # kernel small beside the image (benchmarks/memory_model.py), about an FFT of the whole
-    # for one as large as a good part of it (a 1 x 500000 row on a 50-pixel-wide image).
-    direct = padded * channels * item + 3 * kernel
-    if kh * kw > 49 and (4 * kh > height or 4 * kw > width):
-        return max(direct, fft)
-    if backend == "auto" and kh * kw > 49:  # a calibrated auto may pick the fft backend
+    estimates = {
+        "shifts": (padded + 2 * out) * channels * item + kernel,
+        "fft": fft,
+        "opencv": _opencv_bytes(padded * channels * item + 3 * kernel, fft, image_shape, kh, kw),
+    }
+    if len(models) > 1 and kh * kw <= DIRECT_MAX_TAPS:
+        # A backend that may run either sends no kernel of direct-sum size through a
+        # transform (`convkit.engine.check_range` leaves those no headroom for one).
+        models = [model for model in models if model != "fft"] or models
+    return max(estimates[model] for model in models)
+
+
+# The memory models a registry entry's ``memory`` trait names ("a+b": the larger of the two).
+MEMORY_MODELS = ("shifts", "opencv", "fft")
+# OpenCV's filter2D sums kernels of up to this many taps directly, and takes its DFT path
+# beyond (convkit.engine.DIRECT_FILTER_MAX_AREA).
+DIRECT_MAX_TAPS = 49
+
+
+def _opencv_bytes(direct: int, fft: int, image_shape: tuple[int, ...], kh: int, kw: int) -> int:
+    """OpenCV pads what it cannot border itself. Its DFT path (from 50 taps) works in tiles
+    at least as large as the kernel: within the padded copy for a kernel small beside the
+    image (benchmarks/memory_model.py), about an FFT of the whole for one as large as a good
+    part of it (a 1 x 500000 row on a 50-pixel-wide image)."""
+    height, width = image_shape[:2]
+    if kh * kw > DIRECT_MAX_TAPS and (4 * kh > height or 4 * kw > width):
         return max(direct, fft)
     return direct
 

@@ -10,7 +10,7 @@ import pytest
 
 from convkit import convolve, get_kernel
 from convkit.backends import auto, get_backend, lowrank
-from convkit.backends.auto import Plan, plan, run_plan
+from convkit.backends.auto import Plan, cost_kind, plan, run_plan
 from convkit.backends.lowrank import asymmetric_passes, is_symmetric, separable_terms
 from convkit.calibration import (
     BUILT_IN,
@@ -21,7 +21,6 @@ from convkit.calibration import (
     Geometry,
     calibrate,
     calibration_path,
-    cost_kind,
     cost_model,
     machine_fingerprint,
     machine_key,
@@ -58,14 +57,18 @@ KERNELS = {
 }
 
 
+# The kinds of work of the cost model that each strategy may do.
+KINDS = {"filter2d": ("direct", "opencv_dft"), "separable": ("separable",), "fft": ("fft",)}
+
+
 class Forced:
     """A cost model under which one strategy is free and the others dear."""
 
     def __init__(self, strategy: str):
         self.strategy = strategy
 
-    def predict_ms(self, strategy: str, geometry: Geometry, *passes: int) -> float:
-        return 0.0 if strategy == self.strategy else 1.0
+    def predict_ms(self, kind: str, geometry: Geometry, *passes: int) -> float:
+        return 0.0 if kind in KINDS[self.strategy] else 1.0
 
 
 @pytest.fixture
@@ -371,7 +374,7 @@ def test_calibrate_measures_fits_and_stores_a_model_auto_then_uses(cache_dir):
                      progress=lambda *done: calls.append(done))  # fmt: skip
     assert calls[-1] == (4, 4)  # 2 precisions x 1 size x 2 kernels
     assert done.path == calibration_path() and done.path.exists()
-    assert {s.strategy for s in done.samples} == {"filter2d", "separable", "fft"}
+    assert {s.kind for s in done.samples} == {"direct", "opencv_dft", "separable", "fft"}
     assert cost_model().source == str(done.path)
     image = np.random.default_rng(0).random((48, 48))
     expected = convolve(image, KERNELS["log-9x9"], backend="naive")
@@ -431,4 +434,5 @@ def test_the_built_in_model_predicts_positive_times_everywhere():
             for kernel in ((2, 2), (3, 31), (101, 101), (1, 201)):
                 geometry = Geometry(size, size, 3, kernel, precision)
                 for strategy, passes in (("filter2d", 0), ("separable", 2), ("fft", 0)):
-                    assert BUILT_IN.predict_ms(strategy, geometry, passes) > 0
+                    kind = cost_kind(strategy, geometry)
+                    assert BUILT_IN.predict_ms(kind, geometry, passes) > 0

@@ -1,6 +1,8 @@
 """The backend registry: what each backend can do is a trait of its entry, and a backend
 registered at run time is run, listed and checked like the built-in ones."""
 
+import sys
+
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -10,6 +12,7 @@ from convkit.backends import (
     KNOWN_BACKENDS,
     Cost,
     available_backends,
+    is_installed,
     reference_among,
     reference_backend,
     register_backend,
@@ -114,3 +117,57 @@ def test_a_toy_backend_is_timed_in_bench(toy):
                  "--repeat", "1")  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "toy" in result.output
+
+
+def test_is_installed_does_not_trip_over_a_module_half_imported(monkeypatch):
+    """A module in sys.modules without a __spec__ (as while another thread imports it, or
+    cv2's loader swaps itself for the native module) makes find_spec raise ValueError."""
+    import types
+
+    half = types.ModuleType("convkit_half_imported")
+    half.__spec__ = None
+    monkeypatch.setitem(sys.modules, "convkit_half_imported", half)
+    assert is_installed("convkit_half_imported")
+    monkeypatch.setitem(sys.modules, "convkit_blocked", None)  # an import blocked on purpose
+    assert not is_installed("convkit_blocked")
+    assert not is_installed("convkit_no_such_module")
+    assert is_installed("numpy")
+
+
+def test_memory_models_are_registry_traits(toy):
+    """resources asks the registry which memory model a backend has, never its name."""
+    from convkit.resources import backend_peak_bytes
+
+    shape, kernel = (300, 400, 3), (9, 9)
+    register_backend("fft_like", einsum_correlate, multichannel=True, memory="fft")
+    register_backend("shift_like", einsum_correlate, multichannel=True)
+    try:
+        for name, twin in (("fft_like", "fft"), ("shift_like", "numpy")):
+            assert backend_peak_bytes(name, shape, kernel, False) == backend_peak_bytes(
+                twin, shape, kernel, False
+            )
+        register_backend("odd", einsum_correlate, multichannel=True, memory="gpu")
+        with pytest.raises(ValueError, match="no memory model gpu"):
+            backend_peak_bytes("odd", shape, kernel, False)
+    finally:
+        for name in ("fft_like", "shift_like", "odd"):
+            unregister_backend(name)
+
+
+def test_a_backend_that_may_run_a_transform_counts_it_only_beyond_direct_sums():
+    from convkit.resources import backend_peak_bytes
+
+    shape = (2000, 3000)
+    for kernel in ((7, 7), (9, 9), (51, 51)):
+        auto = backend_peak_bytes("auto", shape, kernel, False)
+        opencv = backend_peak_bytes("filter2d", shape, kernel, False)
+        fft = backend_peak_bytes("fft", shape, kernel, False)
+        assert auto == (opencv if kernel == (7, 7) else max(opencv, fft))
+
+
+def test_only_backends_that_calibrate_are_measured():
+    from convkit.backends import measure_strategies
+
+    assert [name for name, b in KNOWN_BACKENDS.items() if b.calibrates] == ["auto"]
+    with pytest.raises(ValueError, match="no strategies to calibrate"):
+        measure_strategies("filter2d", (16,), ((3, 3),), 1)

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-from collections.abc import Callable, Iterable
+import sys
+from collections.abc import Callable, Iterable, Sequence
 from functools import cache
 from typing import NamedTuple
 
@@ -71,11 +72,47 @@ class Backend(NamedTuple):
     tolerance: float = AGREEMENT_FACTOR
     # Sums products directly, so exact integer sums stay exact in float32 (FFT does not).
     direct: bool = True
+    # What it allocates, for `convkit.resources`: "shifts" (a padded copy and two output
+    # planes per channel, the generic case), "opencv" (a padded copy where OpenCV cannot
+    # border; DFT tiles from 50 taps), "fft" (whole-image spectra), or "opencv+fft"
+    # (whichever of the two is larger, for a backend that may run either).
+    memory: str = "shifts"
+    # Its module's ``measure(sizes, kernels, repeat, progress)`` times its own strategies on
+    # this machine for `convkit.calibration` (``convkit bench --calibrate``).
+    calibrates: bool = False
     # A function registered directly (see `register_backend`) instead of a module's.
     function: CorrelateFn | None = None
 
     def is_available(self) -> bool:
-        return self.requires is None or importlib.util.find_spec(self.requires) is not None
+        return self.requires is None or is_installed(self.requires)
+
+
+def is_installed(module: str) -> bool:
+    """Whether ``module`` can be imported here, without importing it (cv2 takes 100 ms).
+
+    A module already in `sys.modules` is installed, whatever state its import is in: another
+    thread may be importing it right now, and cv2's loader replaces its own entry there while
+    it loads the native module, where `importlib.util.find_spec` may raise ValueError (a
+    module whose ``__spec__`` is not set yet). A module found once is remembered for the
+    life of the process; one not found is looked for again, so that no race is remembered.
+    A `sys.modules` entry of None (an import blocked on purpose) means not installed.
+    """
+    if module in sys.modules:
+        return sys.modules[module] is not None
+    if module in _INSTALLED:
+        return True
+    try:
+        found = importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        found = False
+    # An import that finished while find_spec was looking has put the module there.
+    if found or sys.modules.get(module) is not None:
+        _INSTALLED.add(module)
+        return True
+    return False
+
+
+_INSTALLED: set[str] = set()
 
 
 # The naive loop's cost, measured on a 2-core AMD EPYC: 4.0 us per sample with a 1x1 kernel
@@ -101,6 +138,7 @@ KNOWN_BACKENDS: dict[str, Backend] = {
             requires="cv2",
             multichannel=True,
             saturating="convkit.backends.filter2d",
+            memory="opencv",
         ),
         Backend(
             "numpy",
@@ -117,6 +155,7 @@ KNOWN_BACKENDS: dict[str, Backend] = {
             multichannel=True,
             tolerance=FFT_AGREEMENT_FACTOR,
             direct=False,
+            memory="fft",
         ),
         Backend(
             "auto",
@@ -125,6 +164,8 @@ KNOWN_BACKENDS: dict[str, Backend] = {
             requires="cv2",
             multichannel=True,
             saturating="convkit.backends.filter2d",
+            memory="opencv+fft",
+            calibrates=True,
         ),
     )
 }
@@ -184,6 +225,21 @@ def get_saturating(name: str) -> CorrelateFn | None:
     return None if module is None else importlib.import_module(module).correlate_saturated
 
 
+def measure_strategies(
+    name: str,
+    sizes: Sequence[int],
+    kernels: Sequence[tuple[int, int]],
+    repeat: int,
+    progress: Progress | None = None,
+) -> list:
+    """This machine's times of the strategies of the backend called ``name`` (one whose
+    entry ``calibrates``): its module's ``measure``, for `convkit.calibration`."""
+    backend = KNOWN_BACKENDS[check_backend_name(name)]
+    if not backend.calibrates:
+        raise ValueError(f"backend {name!r} has no strategies to calibrate")
+    return importlib.import_module(backend.module).measure(sizes, kernels, repeat, progress)
+
+
 def register_backend(
     name: str,
     function: CorrelateFn,
@@ -196,6 +252,7 @@ def register_backend(
     cost: Cost | tuple[float, float] | None = None,
     tolerance: float = AGREEMENT_FACTOR,
     direct: bool = True,
+    memory: str = "shifts",
 ) -> None:
     """Add (or replace) a backend ``function(image, weights, anchor, padding[, progress])``.
 
@@ -228,11 +285,14 @@ def register_backend(
         It agrees with the others within ``tolerance * sum|K| * max|I|`` in float64.
     direct : bool
         It sums products directly, so integer sums in float32 stay exact.
+    memory : str
+        Which of `convkit.resources`' memory models estimates its peak: "shifts" (a padded
+        copy and two output planes per channel), "opencv", "fft" or "opencv+fft".
     """
     KNOWN_BACKENDS[name] = Backend(
         name, function.__module__, description, reference=reference, progress=progress,
         multichannel=multichannel, streams=streams, cost=None if cost is None else Cost(*cost),
-        tolerance=tolerance, direct=direct, function=function,
+        tolerance=tolerance, direct=direct, memory=memory, function=function,
     )  # fmt: skip
     get_backend.cache_clear()
 
@@ -254,6 +314,8 @@ __all__ = [
     "check_backend_name",
     "get_backend",
     "get_saturating",
+    "is_installed",
+    "measure_strategies",
     "reference_among",
     "reference_backend",
     "register_backend",

@@ -15,17 +15,23 @@ cheapest. Two rules come before speed: the engine's exact float32 path (integer 
 integer samples, `convkit.engine.working_dtype`) keeps filter2D's direct integer sums, and
 kernels small enough for direct summation never go through a Fourier transform, since
 `convkit.engine.check_range` gives them no headroom for its intermediate sums.
+
+`measure` times the strategies for `convkit.calibration.calibrate` (the registry entry's
+``calibrates`` trait), so that the calibration imports no backend.
 """
 
 from __future__ import annotations
 
-from functools import lru_cache
+import math
+import time
+from collections.abc import Callable, Sequence
+from functools import lru_cache, partial
 from typing import NamedTuple
 
 import cv2
 import numpy as np
 
-from convkit.backends.filter2d import _with_borders
+from convkit.backends.filter2d import DFT_MIN_TAPS, dft_min_taps, with_borders
 from convkit.backends.lowrank import (
     CACHED_KERNEL_BYTES,
     MAX_TERMS,
@@ -34,9 +40,10 @@ from convkit.backends.lowrank import (
     correlate_terms,
     separable_terms,
 )
-from convkit.calibration import CostModel, Geometry, cost_model
-from convkit.engine import DIRECT_FILTER_MAX_AREA
-from convkit.padding import Padding, cv2_border
+from convkit.calibration import PRECISIONS, CostModel, Geometry, Sample, cost_model
+from convkit.padding import Padding, cv2_border, make_padding
+
+STRATEGIES = ("filter2d", "separable", "fft")
 
 
 class Plan(NamedTuple):
@@ -113,7 +120,7 @@ def _plan(
     model: CostModel,
 ) -> Plan:
     integral = bool(np.all(weights == np.round(weights)))
-    if integral and image_dtype == np.float32 and weights.size <= DIRECT_FILTER_MAX_AREA:
+    if integral and image_dtype == np.float32 and weights.size < DFT_MIN_TAPS:
         # Perhaps the engine's exact path: filter2D's direct sums, nothing else.
         return Plan("filter2d")
     geometry = _geometry(image_shape, image_dtype, weights.shape, anchor, padding)
@@ -123,14 +130,26 @@ def _plan(
     terms = separable_terms(weights, max_terms=1 if integral else MAX_TERMS)
     if terms is not None:
         candidates.append(Plan("separable", terms))
-    if weights.size > DIRECT_FILTER_MAX_AREA:
+    if weights.size >= DFT_MIN_TAPS:
         candidates.append(Plan("fft"))
 
     def predicted_ms(candidate: Plan) -> float:
         terms = candidate.terms or ()
-        return model.predict_ms(candidate.strategy, geometry, len(terms), asymmetric_passes(terms))
+        kind = cost_kind(candidate.strategy, geometry)
+        return model.predict_ms(kind, geometry, len(terms), asymmetric_passes(terms))
 
     return min(candidates, key=predicted_ms)
+
+
+def cost_kind(strategy: str, geometry: Geometry) -> str:
+    """Which kind of work of the cost model ``strategy`` does on ``geometry``: filter2D's
+    direct sums or its DFT, separable passes, or scipy's FFT."""
+    if strategy == "filter2d":
+        taps = geometry.kernel[0] * geometry.kernel[1]
+        return "direct" if taps < dft_min_taps(geometry.precision) else "opencv_dft"
+    if strategy in ("separable", "fft"):
+        return strategy
+    raise ValueError(f"unknown strategy {strategy!r}: use one of {', '.join(STRATEGIES)}")
 
 
 def _geometry(
@@ -178,8 +197,8 @@ def run_plan(
         def passes(image, weights, anchor, border):
             return correlate_terms(image, chosen.terms, anchor, border)
 
-        return _with_borders(image, weights, anchor, padding, passes)
-    return _with_borders(image, weights, anchor, padding, _plain_filter2d)
+        return with_borders(image, weights, anchor, padding, passes)
+    return with_borders(image, weights, anchor, padding, _plain_filter2d)
 
 
 def _plain_filter2d(
@@ -190,3 +209,95 @@ def _plain_filter2d(
     depth = cv2.CV_32F if image.dtype == np.float32 else cv2.CV_64F
     kernel = weights.astype(image.dtype, copy=False)
     return cv2.filter2D(image, depth, kernel, anchor=(ax, ay), borderType=border)
+
+
+# --- measuring, for convkit.calibration ------------------------------------------------------
+
+# Images of up to this many pixels get every round asked for; larger ones proportionally
+# fewer (a 4096^2 cell takes seconds, and varies less from run to run).
+FULL_ROUNDS_PIXELS = 2048 * 2048
+
+
+def measure(
+    sizes: Sequence[int],
+    kernels: Sequence[tuple[int, int]],
+    repeat: int = 3,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[Sample]:
+    """Best-of-``repeat`` times of each strategy on random images and kernels of each size
+    and shape, in both precisions, under replicate borders.
+
+    Each cell runs every strategy that applies (filter2D; one and two passes of symmetric
+    terms and one of asymmetric terms where the kernel has two sides; the FFT from
+    `DFT_MIN_TAPS` taps) once, then ``repeat`` more times interleaved (fewer beyond
+    `FULL_ROUNDS_PIXELS`), and keeps each one's best time.
+    """
+    rng = np.random.default_rng(0)
+    total, done = len(PRECISIONS) * len(sizes) * len(kernels), 0
+    samples = []
+    for precision in PRECISIONS:
+        for size in sorted(sizes):
+            image = rng.random((size, size)).astype(precision)
+            for kernel in kernels:
+                samples += _time_cell(rng, image, kernel, repeat)
+                done += 1
+                if progress is not None:
+                    progress(done, total)
+    return samples
+
+
+def _time_cell(
+    rng: np.random.Generator, image: np.ndarray, kernel: tuple[int, int], repeat: int
+) -> list[Sample]:
+    kh, kw = kernel
+    weights = rng.random(kernel)
+    plans = _plans_to_time(rng, kh, kw)
+    arguments = (image, weights, (kh // 2, kw // 2), make_padding("replicate"))
+    rounds = max(1, round(repeat * min(1.0, FULL_ROUNDS_PIXELS / image.size)))
+    best = _best_of([partial(run_plan, plan, *arguments) for plan in plans], rounds, rng)
+    geometry = Geometry(image.shape[0], image.shape[1], 1, kernel, image.dtype.name)
+    return [
+        Sample(
+            geometry,
+            cost_kind(plan.strategy, geometry),
+            len(plan.terms or ()),
+            asymmetric_passes(plan.terms or ()),
+            milliseconds,
+        )
+        for plan, milliseconds in zip(plans, best, strict=True)
+    ]
+
+
+def _plans_to_time(rng: np.random.Generator, kh: int, kw: int) -> list[Plan]:
+    """filter2D; one and two passes of symmetric terms (those of Gaussians, LoG, DoG) and one
+    of asymmetric terms, where the kernel has two sides; the FFT from `DFT_MIN_TAPS`."""
+    plans = [Plan("filter2d")]
+    if min(kh, kw) > 1:
+        asymmetric = (rng.random(kh), rng.random(kw))
+        symmetric = tuple((rng.random(kh), rng.random(kw)) for _ in range(2))
+        symmetric = tuple((v + v[::-1], w + w[::-1]) for v, w in symmetric)
+        plans += [
+            Plan("separable", symmetric[:1]),
+            Plan("separable", symmetric),
+            Plan("separable", (asymmetric,)),
+        ]
+    if kh * kw >= DFT_MIN_TAPS:
+        plans.append(Plan("fft"))
+    return plans
+
+
+def _best_of(
+    works: Sequence[Callable[[], object]], rounds: int, rng: np.random.Generator
+) -> list[float]:
+    """Each work's best time in ms: a first run each, then ``rounds`` interleaved rounds in
+    a new order each (a call pays for what the one before it freed and evicted: a fixed
+    order would charge one work for its neighbour every time)."""
+    best = [math.inf] * len(works)
+    order = list(range(len(works)))
+    for _ in range(rounds + 1):
+        for i in order:
+            started = time.perf_counter()
+            works[i]()
+            best[i] = min(best[i], (time.perf_counter() - started) * 1000)
+        rng.shuffle(order)
+    return best

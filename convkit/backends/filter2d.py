@@ -7,6 +7,8 @@ as the image) go through the shared padding step, and the result is cropped back
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import cv2
 import numpy as np
 
@@ -14,6 +16,19 @@ from convkit.padding import Padding, cv2_border, output_shape, pad_image
 
 # A kernel is separable when its second singular value is this small against the first.
 SEPARABLE_RTOL = 1e-12
+# cv2.filter2D sums kernels of fewer taps than this directly and takes its DFT path from
+# there (dftFilter2D in imgproc's filter.dispatch.cpp): 130 for float32 on a CPU with SSE3.
+DFT_MIN_TAPS = 50
+DFT_MIN_TAPS_FLOAT32_SSE3 = 130
+CPU_SSE3 = 3  # cv::CPU_SSE3, which the Python bindings do not export
+
+
+def dft_min_taps(precision: str) -> int:
+    """The kernel area from which cv2.filter2D takes its DFT path for ``precision`` images
+    ("float32" or "float64")."""
+    if precision == "float32" and cv2.checkHardwareSupport(CPU_SSE3):
+        return DFT_MIN_TAPS_FLOAT32_SSE3
+    return DFT_MIN_TAPS
 
 
 def correlate(
@@ -27,7 +42,7 @@ def correlate(
 
     Computes in the image's float type (float32 or float64) and returns that type.
     """
-    return _with_borders(image, weights, anchor, padding, _filter)
+    return with_borders(image, weights, anchor, padding, _filter)
 
 
 def correlate_saturated(
@@ -47,12 +62,22 @@ def correlate_saturated(
         kernel = weights.astype(np.float32)
         return cv2.filter2D(image, -1, kernel, anchor=(ax, ay), borderType=border)
 
-    return _with_borders(np.ascontiguousarray(image), weights, anchor, padding, saturate)
+    return with_borders(np.ascontiguousarray(image), weights, anchor, padding, saturate)
 
 
-def _with_borders(image, weights, anchor, padding, run):
+def with_borders(
+    image: np.ndarray,
+    weights: np.ndarray,
+    anchor: tuple[int, int],
+    padding: Padding,
+    run: Callable[[np.ndarray, np.ndarray, tuple[int, int], int], np.ndarray],
+) -> np.ndarray:
     """``run(image, weights, anchor, border)`` with OpenCV's own border where it is exact,
-    else on the image padded by the shared step, cropped back."""
+    else on the image padded by the shared step, cropped back.
+
+    ``border`` is the OpenCV border type ``run`` must use; every OpenCV call that takes one
+    (filter2D, sepFilter2D, a sum of passes) gets convkit's padding modes through this.
+    """
     ay, ax = anchor
     border = cv2_border(padding, image.shape, weights.shape, anchor)
     if border is not None:
