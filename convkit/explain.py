@@ -416,9 +416,10 @@ def _padding_lines(record: Explanation) -> list[str]:
     head = f"{count} cell{'s' * (count != 1)} marked * lie outside the image"
     if record.padding.mode == "constant":
         return [f"{head}: padding 'constant' fills them with {number_text(record.padding.cval)}"]
-    lines = [f"{head}: padding '{record.padding.mode}' fills each with the image pixel below"]
+    lines = [f"{head}: padding '{record.padding.mode}' fills each with a copy of an image pixel"]
     if max(record.kernel.shape) > MAX_PRINTED_SIDE:
-        return lines + ["  (too many to list; --json gives each cell's source)"]
+        return lines + ["  (too many to list here; --json gives each cell's source pixel)"]
+    lines.append("source pixel (row,column) of each cell:")
     labels = [
         [
             f"{r},{c}" + ("*" if outside else "")
