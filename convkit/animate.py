@@ -40,6 +40,7 @@ from convkit.compare import (
     cell_text,
     label_bar,
     labelled,
+    matrix_picture,
     side_by_side,
     stacked,
     text_width,
@@ -63,7 +64,9 @@ CELL_SMALLEST = 30
 MAX_TERM_SIDE = 7  # kernels with more rows or columns have their sum written as one number
 TEXT_PITCH = 24
 TAG_SCALE = 0.5
-TAG_SMALLEST_SCALE = 0.3
+TAG_SMALLEST_SCALE = 0.35
+TAG_SMALLEST_CELL = 46  # smaller cells hold their value only: the kernel goes beside
+TEXT_WIDEST = 900  # px: a sum whose terms need more is written as one number
 WINDOW_OUTER = (0, 0, 0)  # the window: yellow inside a black line, visible on any grey
 WINDOW_INNER = (0, 220, 255)
 PENDING = (230, 230, 230)  # output cells not computed yet
@@ -133,7 +136,7 @@ def crop(image: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
     text = f"--crop {y},{x},{h},{w}"
     if h < 1 or w < 1:
         raise UsageError(f"{text}: the height and width must be 1 or more")
-    if not (0 <= y and y + h <= height and 0 <= x and x + w <= width):
+    if not (0 <= y <= height - h and 0 <= x <= width - w):
         raise UsageError(
             f"{text} reaches outside the {width}x{height} image: rows 0..{height - 1} and "
             f"columns 0..{width - 1} (need 0 <= Y, Y+H <= {height}, 0 <= X, X+W <= {width})"
@@ -155,6 +158,7 @@ def explain_every_pixel(
     rescale: str = "clip",
     bias: float = 0.0,
     activation: str | None = None,
+    channel_names: tuple[str, ...] | None = None,
 ) -> list[Explanation]:
     """`explain` for every output pixel, row by row (the options as `explain` takes them).
 
@@ -170,7 +174,7 @@ def explain_every_pixel(
     rows, columns = output_shape(image.shape, placed.shape, mode.mode)
     ay, ax = placed.anchor if mode.mode == "valid" else (0, 0)
     options = {"padding": mode, "flip": flip, "anchor": anchor, "rescale": rescale,
-               "bias": bias, "activation": activation}  # fmt: skip
+               "bias": bias, "activation": activation, "channel_names": channel_names}  # fmt: skip
     return [
         explain(image, kernel, at=(r + ay, c + ax), **options)
         for r in range(rows)
@@ -192,6 +196,7 @@ def slide_frames(
     rescale: str = "clip",
     bias: float = 0.0,
     activation: str | None = None,
+    channel_names: tuple[str, ...] | None = None,
 ) -> SlideFrames:
     """The kernel sliding over ``image``: one frame per output pixel, row by row.
 
@@ -206,6 +211,9 @@ def slide_frames(
         As for `convolve`; under ``valid`` there is a frame only where the kernel fits.
     rescale, bias, activation
         As for `to_image`: the steps after the sum, down to the value written.
+    channel_names : tuple of str, optional
+        As `explain` takes them (``("blue", "green", "red")`` for an image that
+        `convkit.imageio.read_image` read; an alpha channel's name last).
 
     Returns
     -------
@@ -230,7 +238,7 @@ def slide_frames(
     check_animation_size(image)
     records = explain_every_pixel(
         image, kernel, padding=padding, cval=cval, flip=flip, anchor=anchor,
-        rescale=rescale, bias=bias, activation=activation,
+        rescale=rescale, bias=bias, activation=activation, channel_names=channel_names,
     )  # fmt: skip
     return SlideFrames(records, image.dtype)
 
@@ -280,7 +288,9 @@ class _Drawing:
     grids: list[_Grids]
     cell: int
     origin: tuple[int, int]  # image (row, column) of the padded grid's top-left cell
-    tag_scale: float
+    tag_scale: float | None  # None: cells too small for tags, the kernel drawn beside
+    kernel_panel: np.ndarray | None
+    terms: bool  # the sum written term by term (False: too wide for the frame)
     term_columns: list[int]  # the x of each column of terms, after the prefix
     text_width: int
     title: str
@@ -289,57 +299,78 @@ class _Drawing:
     @classmethod
     def of(cls, records: list[Explanation], image_dtype: np.dtype) -> _Drawing:
         first = records[0]
-        origin, values, padded = _padded_input(records)
+        origin, values, padded = padded_input(records)
         outputs = _output_values(records)
         grid_cells = values.shape[2] + outputs.shape[2]
-        goal = GRIDS_WIDTH_GOAL // grid_cells
-        cell = int(np.clip(goal, CELL_SMALLEST, CELL_LARGEST))
-        labels_in, scale_in, cell = cell_labels(values.reshape(-1, values.shape[-1]), cell)
-        labels_out, scale_out, cell = cell_labels(outputs.reshape(-1, outputs.shape[-1]), cell)
+        cell = int(np.clip(GRIDS_WIDTH_GOAL // grid_cells, CELL_SMALLEST, CELL_LARGEST))
+        _, scale_in, cell = cell_labels(values.reshape(-1, values.shape[-1]), cell)
+        _, scale_out, cell = cell_labels(outputs.reshape(-1, outputs.shape[-1]), cell)
         natural = _natural_top(image_dtype)
         out_natural = _natural_top(np.dtype(first.dtype)) if natural is not None else None
         grids = []
         for c, channel in enumerate(_drawn_channels(first)):
+            input_top = _display_top(values[c], natural)
+            output_top = _display_top(outputs[c], out_natural)
             grids.append(_Grids(
                 channel,
                 values[c],
-                _grid_picture(values[c], cell, scale_in, _display_top(values[c], natural),
-                              padded),
-                _grid_picture(outputs[c], cell, scale_out, _display_top(outputs[c], out_natural)),
+                _grid_picture(values[c], cell, scale_in, input_top, padded),
+                _grid_picture(outputs[c], cell, scale_out, output_top),
             ))  # fmt: skip
-        columns, width = _text_columns(records, len(grids))
-        return cls(records, grids, cell, origin, _tag_scale(first.kernel, cell), columns, width,
-                   _title(first, len(records)), _input_label(first))  # fmt: skip
+        tag_scale = _tag_scale(first.kernel, cell)
+        kernel_panel = None
+        if tag_scale is None:
+            kernel = first.kernel
+            kernel_panel = labelled(
+                matrix_picture(kernel.weights, "", 40 * max(kernel.shape), highlight=kernel.anchor),
+                "kernel as placed",
+            )
+        panels = sum(p.shape[1] for p in (grids[0].input_picture, grids[0].output_picture))
+        room = max(panels + 4 * GAP, TEXT_WIDEST)
+        terms = _writes_terms(first.kernel)
+        columns, width = _text_columns(records, len(grids), terms)
+        if terms and width > room:
+            terms = False
+            columns, width = _text_columns(records, len(grids), terms)
+        return cls(records, grids, cell, origin, tag_scale, kernel_panel, terms, columns, width,
+                   _title(first), _input_label(first))  # fmt: skip
 
     def frame(self, index: int) -> np.ndarray:
+        """Frame ``index``: 8-bit BGR."""
         record = self.records[index]
         oy, ox = record.output_at
         heading = f"{self.title}\noutput pixel {index + 1} of {len(self.records)}: out[{oy}, {ox}]"
         rows = [label_bar(heading, self._width(), scale=TITLE_SCALE)]
         for c, grids in enumerate(self.grids):
-            suffix = f" ({grids.name})" if len(self.grids) > 1 else ""
-            rows.append(side_by_side([
-                labelled(self._input_frame(grids, record), self.input_label + suffix),
-                labelled(self._output_frame(grids, index), "output" + suffix),
-            ], separators=["->"]))  # fmt: skip
+            named = f"{grids.name}: " if len(self.grids) > 1 else ""
+            panels = [labelled(self._input_frame(grids, record), named + self.input_label)]
+            if self.kernel_panel is not None:
+                panels.append(self.kernel_panel)
+            panels.append(labelled(self._output_frame(grids, index), named + "output"))
+            separators = ["*", "->"] if self.kernel_panel is not None else ["->"]
+            rows.append(side_by_side(panels, separators=separators))
             rows.append(self._text(record, c))
         return _padded_to_width(stacked(rows), self._width())
 
     def _width(self) -> int:
-        panels = sum(g.shape[1] for g in (self.grids[0].input_picture,
-                                          self.grids[0].output_picture))  # fmt: skip
+        grids = self.grids[0]
+        panels = [grids.input_picture, grids.output_picture]
+        if self.kernel_panel is not None:
+            panels.append(self.kernel_panel)
+        gaps = (3 * len(panels) + 1) * GAP
         title = text_width(self.title, TITLE_SCALE)
-        return max(panels + 5 * GAP + 60, self.text_width + 2 * GAP, title)
+        return max(sum(p.shape[1] + 2 for p in panels) + gaps, self.text_width + 2 * GAP, title)
 
     def _input_frame(self, grids: _Grids, record: Explanation) -> np.ndarray:
         picture = grids.input_picture.copy()
         kh, kw = record.kernel.shape
         top = int(record.positions[0, 0, 0]) - self.origin[0]
         left = int(record.positions[0, 0, 1]) - self.origin[1]
-        for i in range(kh):
-            for j in range(kw):
-                _weight_tag(picture, record.kernel.weights[i, j], (top + i, left + j),
-                            self.cell, self.tag_scale)  # fmt: skip
+        if self.tag_scale is not None:
+            for i in range(kh):
+                for j in range(kw):
+                    _weight_tag(picture, record.kernel.weights[i, j], (top + i, left + j),
+                                self.cell, self.tag_scale)  # fmt: skip
         ay, ax = record.kernel.anchor
         _outline(picture, (top + ay, left + ax), (1, 1), self.cell, thin=True)
         _outline(picture, (top, left), (kh, kw), self.cell)
@@ -354,7 +385,7 @@ class _Drawing:
 
     def _text(self, record: Explanation, c: int) -> np.ndarray:
         channel = record.channels[c]
-        lines = _term_lines(record, channel, len(self.grids) > 1)
+        lines = _term_lines(record, channel, len(self.grids) > 1, self.terms)
         width = self._width()
         block = np.full((len(lines) * TEXT_PITCH + 8, width, 3), BACKGROUND, dtype=np.uint8)
         for n, (prefix, terms) in enumerate(lines):
@@ -368,7 +399,7 @@ class _Drawing:
 # --- the pieces of a frame -----------------------------------------------------------------
 
 
-def _padded_input(records: list[Explanation]) -> tuple[tuple[int, int], np.ndarray, np.ndarray]:
+def padded_input(records: list[Explanation]) -> tuple[tuple[int, int], np.ndarray, np.ndarray]:
     """The padded input put together from the records' neighbourhoods: its top-left image
     position, its values (channels first) and which of its cells padding made."""
     positions = np.concatenate([r.positions.reshape(-1, 2) for r in records])
@@ -463,14 +494,18 @@ def _grid_picture(
     return picture
 
 
-def _tag_scale(kernel: Kernel, cell: int) -> float:
+def _tag_scale(kernel: Kernel, cell: int) -> float | None:
     """The font scale of the weight tags: `TAG_SCALE`, smaller if the widest weight would
-    cover more than two thirds of a cell."""
+    cover more than two thirds of a cell; None when even `TAG_SMALLEST_SCALE` would not fit
+    or the cells are smaller than `TAG_SMALLEST_CELL` (the kernel is then drawn beside)."""
     import cv2
 
+    if cell < TAG_SMALLEST_CELL:
+        return None
     widest = max(cv2.getTextSize(cell_text(w, 2), FONT, 1.0, 1)[0][0]
                  for w in kernel.weights.reshape(-1))  # fmt: skip
-    return max(TAG_SMALLEST_SCALE, min(TAG_SCALE, (cell * 2 / 3 - 4) / max(widest, 1)))
+    scale = min(TAG_SCALE, (cell * 2 / 3 - 4) / max(widest, 1))
+    return scale if scale >= TAG_SMALLEST_SCALE else None
 
 
 def _weight_tag(picture: np.ndarray, weight: float, at: tuple[int, int], cell: int,
@@ -525,7 +560,7 @@ def _put(picture: np.ndarray, text: str, origin: tuple[int, int]) -> None:
 # --- the words -----------------------------------------------------------------------------
 
 
-def _title(record: Explanation, count: int) -> str:
+def _title(record: Explanation) -> str:
     kh, kw = record.kernel.shape
     height, width = record.image_shape[:2]
     operation = "convolution (kernel flipped)" if record.flip else "correlation"
@@ -559,7 +594,9 @@ def _writes_terms(kernel: Kernel) -> bool:
     return max(kernel.shape) <= MAX_TERM_SIDE
 
 
-def _term_lines(record: Explanation, channel, named: bool) -> list[tuple[str, list[str]]]:
+def _term_lines(
+    record: Explanation, channel, named: bool, terms: bool = True
+) -> list[tuple[str, list[str]]]:
     """The lines under the grids: (prefix, terms) for each kernel row, then the result.
 
     Each term is ``weight*value`` from the kernel as placed and the record's neighbourhood;
@@ -568,7 +605,7 @@ def _term_lines(record: Explanation, channel, named: bool) -> list[tuple[str, li
     oy, ox = record.output_at
     name = f"{channel.name}: " if named else ""
     head = f"{name}out[{oy}, {ox}] ="
-    if not _writes_terms(record.kernel):
+    if not terms:
         count = record.kernel.weights.size
         return [(head, [f"the sum of the {count} products weight*value"]),
                 ("", [_result_text(channel)])]  # fmt: skip
@@ -589,16 +626,16 @@ def _result_text(channel) -> str:
     )
 
 
-def _text_columns(records: list[Explanation], channels: int) -> tuple[list[int], int]:
+def _text_columns(records: list[Explanation], channels: int, terms: bool) -> tuple[list[int], int]:
     """Where each column of terms starts (the same in every frame, so nothing jumps), and
     the width the text needs."""
     prefixes, columns, results = [], [], []
     for record in records:
         for c in range(channels):
             channel = record.channels[c]
-            for prefix, terms in _term_lines(record, channel, channels > 1)[:-1]:
+            for prefix, written in _term_lines(record, channel, channels > 1, terms)[:-1]:
                 prefixes.append(prefix)
-                columns.append(terms)
+                columns.append(written)
             results.append(_result_text(channel))
     start = max(text_width(p) for p in prefixes) + 4
     count = max(len(terms) for terms in columns)

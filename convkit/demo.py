@@ -6,10 +6,14 @@ results is computed by `convolve`, none is typed in.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
+from typing import NamedTuple
 
 import numpy as np
 
+from convkit.animate import encode_animation, slide_frames
 from convkit.compare import (
     labelled,
     matrix_picture,
@@ -33,16 +37,38 @@ SWAP_KERNEL = [[0, 1], [1, 0]]
 CROSS = np.zeros((5, 5), dtype=np.uint8)
 CROSS[2, :] = CROSS[:, 2] = 1
 PATCH = [[93, 139, 101], [26, 252, 196], [135, 230, 18]]
+ANIMATION_FPS = 1.0  # slow enough to say each frame's sum aloud
+
+
+class DemoOutput(NamedTuple):
+    """One file a section writes: its name in the output folder, and how to encode it."""
+
+    name: str
+    encode: Callable[[], bytes]
 
 
 @dataclass
 class DemoSection:
-    """One worked example: its title, the lines to print, and a figure to write."""
+    """One worked example: its title, the lines to print, a figure and an animation to write."""
 
     title: str
     lines: list[str] = field(default_factory=list)
     figure: np.ndarray | None = None
     figure_name: str = ""
+    animation: Sequence[np.ndarray] | None = None  # frames, as `slide_frames` draws them
+    animation_name: str = ""
+
+    def outputs(self) -> list[DemoOutput]:
+        """The files to write, in order: the figure (PNG), then the animation (GIF)."""
+        from convkit.imageio import encode_image
+
+        files = []
+        if self.figure is not None:
+            files.append(DemoOutput(self.figure_name, partial(encode_image, self.figure)))
+        if self.animation is not None:
+            encode = partial(encode_animation, self.animation, ANIMATION_FPS)
+            files.append(DemoOutput(self.animation_name, encode))
+        return files
 
 
 def format_matrix(values: np.ndarray) -> list[str]:
@@ -80,7 +106,8 @@ def valid_correlation() -> DemoSection:
     kernel = np.array(SWAP_KERNEL, dtype=float)
     result = convolve(image, kernel, padding="valid")
     section = DemoSection("a 2x2 kernel slid over a 3x3 matrix (padding valid)",
-                          figure_name="demo_valid.png")  # fmt: skip
+                          figure_name="demo_valid.png",
+                          animation_name="demo_valid_slide.gif")  # fmt: skip
     section.lines += ["input", *format_matrix(image), "kernel", *format_matrix(kernel)]
     section.lines += ["output", *format_matrix(result)]
     top_left = image[:2, :2]
@@ -91,13 +118,16 @@ def valid_correlation() -> DemoSection:
          matrix_picture(result, "output", 160)],
         separators=["*", "="],
     )  # fmt: skip
+    named = Kernel("[[0, 1], [1, 0]]", kernel)
+    section.animation = slide_frames(image, named, padding="valid")
     return section
 
 
 def line_detectors() -> DemoSection:
     """The 5x5 cross through the vertical-line, horizontal-line and cross detectors, with ReLU."""
     section = DemoSection("line detectors on a 5x5 cross, before and after ReLU (padding valid)",
-                          figure_name="demo_cross.png")  # fmt: skip
+                          figure_name="demo_cross.png",
+                          animation_name="demo_cross_slide.gif")  # fmt: skip
     section.lines += ["image", *format_matrix(CROSS)]
     rows = [side_by_side([matrix_picture(CROSS, "image", 200)])]
     for name in ("vertical_line", "horizontal_line", "cross"):
@@ -112,6 +142,8 @@ def line_detectors() -> DemoSection:
             separators=["*", ">"],
         ))  # fmt: skip
     section.figure = stacked(rows)
+    section.animation = slide_frames(CROSS, "vertical_line", padding="valid", rescale="none",
+                                     activation="relu")  # fmt: skip
     return section
 
 

@@ -1,8 +1,12 @@
 """`convkit demo`: the worked examples' numbers, checked against hand-worked values."""
 
+import io
+
 import numpy as np
+import pytest
 import scipy.ndimage as ndi
 from click.testing import CliRunner
+from PIL import Image
 
 from convkit.cli import main
 from convkit.demo import CROSS, run_demo
@@ -45,11 +49,33 @@ def test_line_detectors_match_scipy_and_relu_removes_the_negatives():
     np.testing.assert_array_equal(printed, np.maximum(expected, 0))
 
 
+def test_the_demo_animates_the_cross_and_the_3x3_matrix():
+    sections = _sections()
+    outputs = {o.name: o for s in sections.values() for o in s.outputs()}
+    assert [name for name in outputs if name.endswith(".gif")] == [
+        "demo_valid_slide.gif", "demo_cross_slide.gif",
+    ]  # fmt: skip
+    frames = {"demo_valid_slide.gif": 4, "demo_cross_slide.gif": 9}  # the valid outputs
+    for name, count in frames.items():
+        with Image.open(io.BytesIO(outputs[name].encode())) as gif:
+            assert gif.n_frames == count
+    cross = sections["demo_cross.png"].animation
+    assert [cross.sum_text(i) for i in (0, 1)] == ["= -2  ->  relu: 0", "= 4  ->  relu: 4"]
+    valid = sections["demo_valid.png"].animation
+    assert [valid.sum_text(i).split("  ->")[0] for i in range(4)] == ["= 6", "= 8", "= 12", "= 14"]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="cli.py's demo writes DemoSection.figure only; it must write each of "
+    "DemoSection.outputs() (the lead's change, issue 13); then drop this mark",
+)
 def test_demo_command_writes_every_figure(tmp_path):
     result = CliRunner().invoke(main, ["demo", "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "demo_bank.png", "demo_cross.png", "demo_edges.png", "demo_mean.png", "demo_valid.png",
+        "demo_bank.png", "demo_cross.png", "demo_cross_slide.gif", "demo_edges.png",
+        "demo_mean.png", "demo_valid.png", "demo_valid_slide.gif",
     ]  # fmt: skip
     assert "horizontal edge: horizontal_edge 800, vertical_edge 0" in result.output
     assert "rounded 132" in result.output
