@@ -63,12 +63,12 @@ CACHED_BANDS = 3  # bands of input kept: a halo reaches into the bands above and
 BAND_ROWS = (4096, 2048, 1024, 512, 256)
 CHUNK_COLUMNS = (8192, 4096, 2048, 1024, 512, 256)
 MAX_THREADS = 8
-# What dask spends, in ms on this 2-core machine, on each band's graph and on each chunk of it
-# (filtering a 256 x 20000 band: about 6 ms a band, 0.8 ms a chunk): plan_tiles keeps it low.
-BAND_COST = 6.0
-TASK_COST = 0.8
+# What a band and a chunk of it cost beyond their pixels, in ms on this 2-core machine (a
+# band's task, its reads and its tiles; a chunk's call into the engine): plan_tiles keeps it low.
+BAND_COST = 2.0
+TASK_COST = 0.2
 # Arrays from this size on are handed back to the system when freed (`limit_heap_retention`).
-HEAP_RETENTION_BYTES = 1 << 20
+HEAP_RETENTION_BYTES = 4 << 20
 TIFF_SIGNATURES = (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+")
 BIGTIFF_FROM_BYTES = 2**32 - 2**28  # a classic TIFF's offsets end at 4 GiB: keep room for tags
 TIFF_SUFFIXES = (".tif", ".tiff")
@@ -247,23 +247,32 @@ def _open_zarr(path: Path) -> TiledImage:
 class TiledReader:
     """Pixels of a `TiledImage` by row and column index, read a band of rows at a time.
 
-    The last `CACHED_BANDS` bands are kept, so that the halos of bands filtered in order
-    decode each band once. A TIFF's tiles or strips are read and decoded by tifffile
-    directly (about 3x faster than through its Zarr view); a planar TIFF and a Zarr store
-    through zarr. Indices are of the upright image (the file's orientation 2, 3 or 4
-    flips it); -1 marks a pixel outside the image, given as 0. Thread-safe.
+    The last ``cached`` bands are kept (`CACHED_BANDS` by default), so that the halos of
+    bands filtered in order decode each band once; an evicted band's memory is decoded into
+    again (a fresh array costs its page faults: a second or more over a gigapixel). A
+    TIFF's tiles or strips are read and decoded by tifffile directly (about 3x faster than
+    through its Zarr view); a planar TIFF and a Zarr store through zarr. Indices are of
+    the upright image (the file's orientation 2, 3 or 4 flips it); -1 marks a pixel
+    outside the image, given as 0. Thread-safe.
 
     Use as a context manager, or call `close`.
     """
 
-    def __init__(self, image: TiledImage, band_rows: int, upright: bool = True) -> None:
+    def __init__(
+        self, image: TiledImage, band_rows: int, upright: bool = True, cached: int = CACHED_BANDS
+    ) -> None:
         self.image = image
         self.band_rows = band_rows
+        self.cached = cached
         self.reads = 0  # bands decoded, for tests and benchmarks
         self._flips = _flips(image.orientation) if upright else (False, False)
         self._bands: OrderedDict[int, np.ndarray] = OrderedDict()
-        self._lock = threading.Lock()
+        self._buffers: dict[int, np.ndarray] = {}  # each cached band's whole buffer
+        self._spare: np.ndarray | None = None  # an evicted band's buffer, decoded into next
+        self._lock = threading.RLock()
         self._tiff = self._array = None
+        self._run: np.ndarray | None = None  # a run of uncompressed segments, read at once
+        self._closed = False
 
     def __enter__(self) -> TiledReader:
         return self
@@ -272,32 +281,41 @@ class TiledReader:
         self.close()
 
     def close(self) -> None:
-        if self._tiff is not None:
-            self._tiff.close()
-            self._tiff = None
+        with self._lock:
+            self._closed = True
+            if self._tiff is not None:
+                self._tiff.close()
+                self._tiff = None
 
-    def take(self, rows: np.ndarray, columns: np.ndarray) -> np.ndarray:
+    def take(
+        self, rows: np.ndarray, columns: np.ndarray, out: np.ndarray | None = None
+    ) -> np.ndarray:
         """``image[rows][:, columns]`` in the stored channels; 0 where an index is -1.
 
         Runs of consecutive indices are copied as slices, straight into the result (a
-        window's rows and columns are one long run, plus a few padding indices at each end).
+        window's rows and columns are one long run, plus a few padding indices at each end),
+        or into ``out`` (of that shape and the image's type) where given.
         """
         height, width = self.image.shape[:2]
         stored_rows = _stored(rows, height, self._flips[0])
         stored_columns = _stored(columns, width, self._flips[1])
-        out = np.empty((len(rows), len(columns)) + self.image.shape[2:], self.image.dtype)
+        shape = (len(rows), len(columns)) + self.image.shape[2:]
+        if out is None:
+            out = np.empty(shape, self.image.dtype)
         column_runs = [
             (start, stop, _run_slice(stored_columns, start, stop))
             for start, stop in _runs(stored_columns, columns >= 0, width + 1)
             if columns[start] >= 0
         ]
-        for start, stop in _runs(stored_rows, rows >= 0, self.band_rows):
-            if rows[start] < 0:
-                continue
-            band = int(stored_rows[start]) // self.band_rows
-            pixels = self._band(band)[_run_slice(stored_rows - band * self.band_rows, start, stop)]
-            for left, right, taken in column_runs:
-                out[start:stop, left:right] = pixels[:, taken]
+        with self._lock:  # a band's memory is decoded into again once it is evicted
+            for start, stop in _runs(stored_rows, rows >= 0, self.band_rows):
+                if rows[start] < 0:
+                    continue
+                band = int(stored_rows[start]) // self.band_rows
+                taken_rows = _run_slice(stored_rows - band * self.band_rows, start, stop)
+                pixels = self._band(band)[taken_rows]
+                for left, right, taken in column_runs:
+                    out[start:stop, left:right] = pixels[:, taken]
         out[rows < 0] = 0
         out[:, columns < 0] = 0
         return out
@@ -308,28 +326,34 @@ class TiledReader:
                 self._bands.move_to_end(band)
                 return self._bands[band]
             top = band * self.band_rows
-            pixels = self._read(top, min(self.image.shape[0], top + self.band_rows))
-            self._bands[band] = pixels
+            pixels, buffer = self._read(top, min(self.image.shape[0], top + self.band_rows))
+            self._bands[band], self._buffers[band] = pixels, buffer
             self.reads += 1
-            while len(self._bands) > CACHED_BANDS:
-                self._bands.popitem(last=False)
+            while len(self._bands) > self.cached:
+                evicted, _ = self._bands.popitem(last=False)
+                self._spare = self._buffers.pop(evicted)
             return pixels
 
-    def _read(self, top: int, bottom: int) -> np.ndarray:
+    def _read(self, top: int, bottom: int) -> tuple[np.ndarray, np.ndarray]:
+        """The rows top..bottom-1, and the buffer they lie in."""
         try:
             if self.image.format != "Zarr" and not self.image.planar:
                 return self._read_segments(top, bottom)
-            return self._read_array(top, bottom)
+            pixels = self._read_array(top, bottom)
+            return pixels, pixels
         except (ValueError, KeyError, OSError, RuntimeError, IndexError) as exc:
             raise ImageReadError(
                 f"cannot decode rows {top}..{bottom - 1} of {self.image.path}: {exc}"
             ) from None
 
-    def _read_segments(self, top: int, bottom: int) -> np.ndarray:
-        """The rows top..bottom-1 of a contiguous TIFF page, from its tiles or strips."""
+    def _read_segments(self, top: int, bottom: int) -> tuple[np.ndarray, np.ndarray]:
+        """The rows top..bottom-1 of a contiguous TIFF page, from its tiles or strips, and
+        the buffer of whole tile rows they lie in (an evicted band's, where it fits)."""
         import tifffile
 
         if self._tiff is None:
+            if self._closed:  # a band thread still running after the run stopped
+                raise OSError("the reader is closed")
             self._tiff = tifffile.TiffFile(self.image.path)
         page = self._tiff.pages.first
         height, width = self.image.shape[:2]
@@ -340,19 +364,55 @@ class TiledReader:
         across = -(-width // columns)
         first, last = top // rows, (bottom - 1) // rows
         indices = [y * across + x for y in range(first, last + 1) for x in range(across)]
-        band = np.zeros(((last - first + 1) * rows, width) + self.image.shape[2:], page.dtype)
+        shape = ((last - first + 1) * rows, width) + self.image.shape[2:]
+        band, self._spare = self._spare, None
+        if band is None or band.shape != shape or band.dtype != self.image.dtype:
+            band = np.empty(shape, self.image.dtype)
         offsets = [page.dataoffsets[i] for i in indices]
         counts = [page.databytecounts[i] for i in indices]
+        if _uncompressed(page) and _one_run(offsets, counts, rows * columns * page.samplesperpixel
+                                            * np.dtype(page.dtype).itemsize):  # fmt: skip
+            self._read_run(page, offsets[0], band, (rows, columns), across, height - first * rows)
+            start = top - first * rows
+            return band[start : start + bottom - top], band
         decode = self._raw if _uncompressed(page) else self._decoded
         for data, index in self._tiff.filehandle.read_segments(offsets, counts, indices):
-            if not data:
-                continue  # a sparse file's empty tile: zeros
-            y, x = (index // across) * rows, (index % across) * columns
-            part = decode(page, data, index, columns)[: height - y, : width - x]
+            y, x = (index // across) * rows - first * rows, (index % across) * columns
+            if not data:  # a sparse file's empty tile: zeros
+                band[y : y + rows, x : x + columns] = 0
+                continue
+            part = decode(page, data, index, columns)[: height - y - first * rows, : width - x]
             part = part[..., 0] if band.ndim == 2 else part
-            band[y - first * rows : y - first * rows + part.shape[0], x : x + part.shape[1]] = part
+            band[y : y + part.shape[0], x : x + part.shape[1]] = part
         start = top - first * rows
-        return np.ascontiguousarray(band[start : start + bottom - top], dtype=self.image.dtype)
+        return band[start : start + bottom - top], band
+
+    def _read_run(self, page, offset: int, band: np.ndarray, segment, across: int, rows_left):
+        """Whole rows of uncompressed tiles or strips that lie one after the other in the
+        file, read in one go (strips straight into ``band``) rather than segment by
+        segment."""
+        rows, columns = segment
+        stored = np.dtype(page.dtype).newbyteorder(self._tiff.byteorder)
+        samples = page.samplesperpixel
+        count = band.shape[0] // rows * across
+        handle = self._tiff.filehandle
+        if across == 1 and columns == band.shape[1] and rows * count <= rows_left:
+            handle.seek(offset)
+            handle.read_array(stored, band.size, out=band.reshape(-1))
+            return
+        shape = (count, rows, columns, samples)
+        if self._run is None or self._run.shape != shape or self._run.dtype != band.dtype:
+            self._run = np.empty(shape, band.dtype)
+        handle.seek(offset)
+        handle.read_array(stored, self._run.size, out=self._run.reshape(-1))
+        laid = self._run.reshape(count // across, across, rows, columns, samples).swapaxes(1, 2)
+        laid = laid.reshape(count // across * rows, across * columns, samples)
+        width = band.shape[1]
+        band[: min(band.shape[0], rows_left)] = (
+            laid[: min(band.shape[0], rows_left), :width, 0]
+            if band.ndim == 2
+            else laid[: min(band.shape[0], rows_left), :width]
+        )
 
     def _raw(self, page, data: bytes, index: int, columns: int) -> np.ndarray:
         """An uncompressed segment as it lies in the file: no decoder needed."""
@@ -414,6 +474,13 @@ def _run_slice(indices: np.ndarray, start: int, stop: int) -> slice:
     return slice(first, first - count if first >= count else None, -1)
 
 
+def _one_run(offsets: list[int], counts: list[int], size: int) -> bool:
+    """Whether segments of ``size`` bytes each lie one after the other in the file."""
+    if any(count != size for count in counts):
+        return False
+    return all(b - a == size for a, b in zip(offsets, offsets[1:], strict=False))
+
+
 def _uncompressed(page) -> bool:
     """Whether a page's segments are its samples as they are (in the file's byte order)."""
     plain = page.compression == 1 and page.predictor == 1 and page.fillorder == 1
@@ -468,13 +535,15 @@ def tiled_peak_bytes(
     """The memory of a tiled run, beyond the interpreter's own, in bytes.
 
     ``shape`` is the filtered image's (alpha set aside, grey under ``--gray``);
-    ``stored_channels`` the file's. Counted: the cached bands of input; for the band being
-    filtered and the one being written, the padded window (and its grey copy) and the
-    output band with its chunks; per thread, a chunk with its halo, what the backend allocates
+    ``stored_channels`` the file's. Counted: the reader's bands of input (`CACHED_BANDS`
+    plus one for each thread beyond the first, an evicted one being read into again, and
+    a run of segments read at once); for each of the ``threads`` bands being filtered, the
+    padded window (and its grey copy), the output band laid out as tiles and once more as
+    a band (for the overviews), and a chunk with its halo, what the backend allocates
     (`convkit.resources.backend_peak_bytes`) and a float response with its clipped copy,
     for the whole chunk or, where the engine streams it (``strip_rows``, as
     `convkit.engine.strip_rows` gives), for a strip of it (none at all for 0: OpenCV's
-    saturating filter writes the pixels); the rows waiting to fill a row of tiles.
+    saturating filter writes the pixels); and the tiles of the band being written.
     """
     height, width = shape[:2]
     channels = shape[2] if len(shape) == 3 else 1
@@ -482,10 +551,11 @@ def tiled_peak_bytes(
     kh, kw = kernel_shape
     rows, columns = min(band_rows, height), min(chunk_columns, width)
     padded = (rows + kh - 1) * (width + kw - 1)
-    cached = CACHED_BANDS * rows * width * stored * image_item
+    cached = (CACHED_BANDS + threads + 1) * rows * width * stored * image_item
     band_in = padded * (stored + channels) * image_item  # read, then split or made grey
     written = channels + (stored > channels)  # alpha carried through
-    band_out = (2 + (stored > channels)) * rows * width * written * out_item  # chunks, joined
+    tiles = -(-rows // TILE) * TILE * -(-width // TILE) * TILE * written * out_item
+    band_out = rows * width * channels * out_item  # for the overviews
     haloed = (rows + kh - 1, columns + kw - 1, channels)
     per_thread = haloed[0] * haloed[1] * channels * image_item  # the chunk with its halo
     per_thread += rows * columns * channels * out_item  # the chunk's pixels
@@ -493,8 +563,7 @@ def tiled_peak_bytes(
         filtered = haloed if strip_rows is None else (min(strip_rows, rows) + kh - 1, *haloed[1:])
         per_thread += backend_peak_bytes(backend, filtered, kernel_shape, True, item)
         per_thread += filtered[0] * filtered[1] * channels * 16  # the response, clipped
-    waiting = 2 * TILE * width * written * out_item  # a row of tiles, rows short of one
-    return cached + 2 * (band_in + band_out) + threads * per_thread + waiting
+    return cached + threads * (band_in + tiles + band_out + per_thread) + tiles
 
 
 def plan_tiles(
@@ -509,8 +578,7 @@ def plan_tiles(
     name: str = "the image",
 ) -> TilePlan:
     """The bands and chunks, on as many threads as cores, that fit ``max_memory`` and cost
-    dask the least: it spends about `BAND_COST` on each band's graph and `TASK_COST` on
-    each chunk of it.
+    the least: about `BAND_COST` for each band and `TASK_COST` for each chunk of it.
 
     Bands are whole 256-pixel tile rows; fewer threads are used only where one chunk per
     core does not fit. ``settings`` (the rescale policy, bias, activation, precision and
@@ -561,12 +629,16 @@ def plan_tiles(
 
 def limit_heap_retention(threshold: int = HEAP_RETENTION_BYTES) -> bool:
     """Have glibc's malloc return arrays of ``threshold`` bytes or more to the system when
-    they are freed (``mallopt(M_MMAP_THRESHOLD)``), rather than keep them in its heap.
+    they are freed (``mallopt(M_MMAP_THRESHOLD)``), rather than keep them in its heap, and
+    keep up to twice that free at the top of a heap (``M_TRIM_THRESHOLD``).
 
-    A tiled run allocates and frees band-sized arrays on several threads; glibc raises its
-    threshold to the largest array freed and then serves such arrays from a heap it keeps,
-    so the peak RSS of a 20000^2 run under 128M grew by 125-130 MB, against 80 MB of live
-    arrays; with this call, by 80 MB. Process-wide, so the library never calls it: the
+    A tiled run frees arrays on several threads; by default glibc raises its threshold to
+    the largest array freed and then serves such arrays from heaps it keeps, so the peak
+    RSS of a 20000^2 run under 128M grew by 125-130 MB, against 80 MB of live arrays. Its
+    band-sized arrays are reused (`Buffers`), never freed, and what the filter allocates
+    for a chunk stays below the threshold, in the heap, where it is reused without a
+    page fault (a fresh mapping faults each 4 KiB page in again: a 1 MiB threshold cost
+    a 20000^2 run 2.7 s of system time). Process-wide, so the library never calls it: the
     command line does, before a tiled run.
 
     Returns
@@ -580,8 +652,8 @@ def limit_heap_retention(threshold: int = HEAP_RETENTION_BYTES) -> bool:
         mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):
         return False
-    m_mmap_threshold = -3
-    return bool(mallopt(m_mmap_threshold, threshold))
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    return bool(mallopt(m_mmap_threshold, threshold) and mallopt(m_trim_threshold, 2 * threshold))
 
 
 def _floats_per_strip(
@@ -819,15 +891,35 @@ def apply_tiled(
         notes.append("rescale minmax in tiles: a first pass finds the response's min and max")
     report = ImageReport(name, shape, backends, notes=notes)
     report.alpha = not settings.gray and image.channels in (2, 4)
-    with TiledReader(image, plan.band_rows, settings.auto_orient) as reader:
-        for kernel, (output, compare) in zip(kernels, outputs, strict=True):
-            run = _run_kernel(reader, kernel, backends, tiled, plan, settings, output, progress)
-            if compare is not None:
-                _write_comparison(compare, run, kernel, settings, image)
-            report.results.append(
-                KernelResult(kernel, run.rows, run.reference, run.tolerance, output, compare)
-            )
+    buffers = Buffers()
+    runner = LocalBands(plan.threads)
+    cached = CACHED_BANDS + plan.threads - 1  # the halos of the bands being filtered
+    reader = TiledReader(image, plan.band_rows, settings.auto_orient, cached)
+    try:
+        run_kernels = _run_kernels(reader, kernels, outputs, backends, tiled, plan, settings,
+                                   progress, runner, buffers)  # fmt: skip
+    finally:
+        runner.close()
+        reader.close()
+    for kernel, (output, compare), run in zip(kernels, outputs, run_kernels, strict=True):
+        report.results.append(
+            KernelResult(kernel, run.rows, run.reference, run.tolerance, output, compare)
+        )
     return report
+
+
+def _run_kernels(reader, kernels, outputs, backends, tiled, plan, settings, progress, runner,
+                 buffers) -> list[_KernelRun]:  # fmt: skip
+    """Every kernel's pass and comparison picture, in turn."""
+    runs = []
+    image = reader.image
+    for kernel, (output, compare) in zip(kernels, outputs, strict=True):
+        run = _run_kernel(reader, kernel, backends, tiled, plan, settings, output, progress,
+                          compare, runner, buffers)  # fmt: skip
+        if compare is not None:
+            _write_comparison(compare, run, kernel, settings, image)
+        runs.append(run)
+    return runs
 
 
 def _checked_kernels(kernels, name: str, outputs) -> list[Kernel]:
@@ -906,15 +998,24 @@ class _Pass(NamedTuple):
     backend: str
     plan: TilePlan
     shape: tuple[int, int]  # of the output
+    runner: LocalBands  # runs the bands (`LocalBands`, or tasks on a dask cluster)
+    buffers: Buffers
+    overviews: bool = True  # make the overviews (for the comparison picture and the crop)
     bounds: np.ndarray | None = None  # the whole response's min and max, for minmax
 
 
-def _run_kernel(reader, kernel, backends, tiled, plan, settings, output, progress):
-    """One kernel: the tiled pass (two for minmax), then every backend on the crop."""
+def _run_kernel(reader, kernel, backends, tiled, plan, settings, output, progress, compare,
+                runner, buffers):  # fmt: skip
+    """One kernel: the tiled pass (two for minmax), then every backend on the crop.
+
+    Without a comparison picture and with one backend, no overviews are made: the crop,
+    where that backend alone is timed, is the image's centre.
+    """
     flipped = kernel.flipped() if settings.flip else kernel
     height, width = reader.image.shape[:2]
     shape = _output_shape((height, width), flipped, settings.padding)
-    work = _Pass(reader, flipped, settings, tiled, plan, shape)
+    overviews = compare is not None or len(backends) > 1
+    work = _Pass(reader, flipped, settings, tiled, plan, shape, runner, buffers, overviews)
     started = time.perf_counter()
     if settings.rescale == "minmax":
         label = f"{kernel.name}: min and max (pass 1 of 2)"
@@ -922,7 +1023,10 @@ def _run_kernel(reader, kernel, backends, tiled, plan, settings, output, progres
     label = f"{kernel.name} on {tiled} (tiles)"
     overviews = _write_tiff(output, work, progress, label)
     seconds = time.perf_counter() - started
-    region = _densest_region(overviews.density, plan.overview_step, shape)
+    if overviews is None:
+        region = _densest_region(np.zeros((1, 1), np.float32), max(shape), shape)
+    else:
+        region = _densest_region(overviews.density, plan.overview_step, shape)
     crop = _crop_on_every_backend(work, region, backends, output, progress, kernel.name)
     rows, reference, tolerance = _rows(work, kernel, backends, crop, seconds, output)
     return _KernelRun(rows, reference, tolerance, overviews, crop, plan.overview_step)
@@ -961,11 +1065,18 @@ def window_indices(start: int, stop: int, extent: int, mode: str | None) -> np.n
 
 
 def read_window(
-    reader: TiledReader, kernel: Kernel, region: Region, settings: ApplySettings
+    reader: TiledReader,
+    kernel: Kernel,
+    region: Region,
+    settings: ApplySettings,
+    buffers: Buffers | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """The padded input under ``region`` of the output, with the kernel's halo: what the
     ``valid`` correlation turns into the output there, exactly as the whole image's
     padding gives it; grey if asked; and the alpha under the region (or None).
+
+    The pixels are read into an array of ``buffers`` where given (the caller gives it
+    back, `Buffers.give`, once done with the window and the alpha).
 
     Returns
     -------
@@ -982,7 +1093,9 @@ def read_window(
     extent = reader.image.shape[:2]
     rows = window_indices(y - shift[0], y + height + kh - 1 - shift[0], extent[0], mode)
     columns = window_indices(x - shift[1], x + width + kw - 1 - shift[1], extent[1], mode)
-    stored = reader.take(rows, columns)
+    shape = (len(rows), len(columns)) + reader.image.shape[2:]
+    out = None if buffers is None else buffers.take(shape, reader.image.dtype)
+    stored = reader.take(rows, columns, out)
     colour, alpha = _split(stored, settings.gray)
     if alpha is not None:
         alpha = alpha[ay : ay + height, ax : ax + width]
@@ -1027,37 +1140,241 @@ def _band_regions(shape: tuple[int, int], rows: int) -> list[Region]:
     return [(top, 0, min(rows, shape[0] - top), shape[1]) for top in range(0, shape[0], rows)]
 
 
-def _lazy_window(window: np.ndarray, plan: TilePlan):
-    """The padded window as a dask array in chunks of columns (rows whole)."""
-    import dask.array as da
-
-    chunks = (window.shape[0], plan.chunk_columns) + window.shape[2:]
-    return da.from_array(window, chunks=chunks, name=False)
+# --- filtering bands ----------------------------------------------------------------------
 
 
-def _compute(plan: TilePlan, *arrays):
-    import dask
+class Buffers:
+    """Band-sized arrays handed out, given back and handed out again (thread-safe).
 
-    return dask.compute(*arrays, scheduler="threads", num_workers=plan.threads)
+    A fresh array costs a page fault per 4 KiB page the first time it is written (memory
+    this size is mapped afresh by the C library, `limit_heap_retention`): a second and more
+    of system time over a gigapixel. A tiled run's bands all have the same few shapes, so
+    it reuses a few arrays instead. At most ``keep`` arrays are kept.
+    """
+
+    def __init__(self, keep: int = 16) -> None:
+        self.keep = keep
+        self._free: list[np.ndarray] = []  # flat bytes
+        self._lock = threading.Lock()
+
+    def take(self, shape: tuple[int, ...], dtype) -> np.ndarray:
+        """An uninitialised array of ``shape`` and ``dtype``."""
+        dtype = np.dtype(dtype)
+        size = int(np.prod(shape)) * dtype.itemsize
+        with self._lock:
+            fits = [i for i, b in enumerate(self._free) if size <= b.size <= 2 * size + 4096]
+            if fits:
+                best = min(fits, key=lambda i: self._free[i].size)
+                memory = self._free.pop(best)
+                return memory[:size].view(dtype).reshape(shape)
+        return np.empty(size, np.uint8).view(dtype).reshape(shape)
+
+    def give(self, *arrays: np.ndarray | None) -> None:
+        """Arrays of `take` (or views of them) to hand out again."""
+        with self._lock:
+            for array in arrays:
+                while isinstance(array, np.ndarray) and isinstance(array.base, np.ndarray):
+                    array = array.base
+                if array is None or array.dtype != np.uint8 or array.ndim != 1:
+                    continue
+                if any(b is array for b in self._free):
+                    continue
+                self._free.append(array)
+                del self._free[: -self.keep]
 
 
-def _filter_band(work: _Pass, window: np.ndarray) -> np.ndarray:
-    """One band's pixels: its padded window filtered ``valid`` chunk by chunk
-    (`convkit.tiles`), post-processed as the in-memory run does."""
-    from convkit.tiles import convolve_lazy, convolve_lazy_to_image
+class _Band(NamedTuple):
+    """One band, filtered: its rows of tiles in order, each (across, height, TILE[, C])."""
 
-    s, lazy = work.settings, _lazy_window(window, work.plan)
+    rows: list[np.ndarray]
+    tiles: np.ndarray  # the array the rows lie in, given back once written
+    overviews: _Overviews | None
+
+
+def chunk_edges(width: int, kernel_width: int, columns: int) -> list[tuple[int, int]]:
+    """(start, stop) of each chunk of a padded band ``width`` columns wide: chunks of
+    ``columns`` (merged where one is narrower than the kernel), each with the kW - 1
+    columns that follow it, the last without them: the chunks `convkit.tiles` cuts, so
+    that every chunk is filtered as it was there.
+
+    Examples
+    --------
+    >>> chunk_edges(10, 3, 4)
+    [(0, 6), (4, 10)]
+    """
+    from convkit.tiles import _merged
+
+    sizes = [columns] * (width // columns) + ([width % columns] if width % columns else [])
+    sizes = _merged(tuple(sizes), kernel_width)
+    edges, start = [], 0
+    for i, size in enumerate(sizes):
+        halo = kernel_width - 1 if i < len(sizes) - 1 else 0
+        edges.append((start, start + size + halo))
+        start += size
+    return edges
+
+
+def _filter_chunk(work: _Pass, block: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """A chunk of a band's padded window filtered ``valid`` and turned into pixels as the
+    in-memory run turns its response (with the whole response's bounds under minmax)."""
+    from convkit.engine import convolve, convolve_to_image
+
+    s = work.settings
     if work.bounds is not None:
-        response = convolve_lazy(lazy, work.kernel, VALID, work.backend, s.precision)
-        dtype = np.dtype(np.uint16 if window.dtype == np.uint16 else np.uint8)
-        pixels = response.map_blocks(_render_block, s, work.bounds, dtype, dtype=dtype)
+        response = convolve(block, work.kernel, padding=VALID, backend=work.backend,
+                            precision=s.precision)  # fmt: skip
+        return _render_block(response, s, work.bounds, dtype)
+    pixels = convolve_to_image(block, work.kernel, padding=VALID, backend=work.backend,
+                               precision=s.precision, rescale=s.rescale, bias=s.bias,
+                               activation=s.activation)  # fmt: skip
+    return pixels.astype(np.float32) if s.rescale == "none" else pixels
+
+
+def filter_band(work: _Pass, position: int) -> _Band:
+    """Band ``position`` of the pass: its window read (with the halo), filtered chunk by
+    chunk, laid out as the output's tiles with its alpha; its overviews if asked for."""
+    buffers = work.buffers
+    region = _band_regions(work.shape, work.plan.band_rows)[position]
+    _, _, rows, width = region
+    colour, alpha = read_window(work.reader, work.kernel, region, work.settings, buffers)
+    dtype = _output_dtype(work)
+    channels = _filtered_channels(work.reader.image, work.settings)
+    alpha_channel = channels if alpha is not None else None
+    total = channels + (alpha is not None)
+    across = -(-width // TILE)
+    tiles = buffers.take((-(-rows // TILE), across, TILE, TILE) + ((total,) if total > 1 else ()),
+                         dtype)  # fmt: skip
+    band = None
+    if work.overviews:  # the pixels as a band too, for the overviews
+        band = buffers.take((rows, width) + ((channels,) if channels > 1 else ()), dtype)
+    place = 0
+    for start, stop in chunk_edges(colour.shape[1], work.kernel.shape[1], work.plan.chunk_columns):
+        pixels = _filter_chunk(work, colour[:, start:stop], dtype)
+        if band is not None:
+            band[:, place : place + pixels.shape[1]] = pixels
+        else:
+            _into_tiles(tiles, pixels, place, 0 if alpha_channel is not None else None)
+        place += pixels.shape[1]
+    if band is not None:
+        _into_tiles(tiles, band, 0, 0 if alpha_channel is not None else None)
+    if alpha is not None:
+        _into_tiles(tiles, alpha, 0, alpha_channel)
+    if width % TILE:  # the last tile of each row: zeros beyond the image, as tifffile pads
+        tiles[:, -1, :, width % TILE :] = 0
+    overviews = None
+    if band is not None:
+        colour_out = band[..., np.newaxis] if alpha is not None and band.ndim == 2 else band
+        overviews = _band_overviews(work, position, colour, colour_out)
+    buffers.give(colour, alpha, band)
+    tile_rows = [tiles[r, :, : min(TILE, rows - r * TILE)] for r in range(tiles.shape[0])]
+    return _Band(tile_rows, tiles, overviews)
+
+
+def _output_dtype(work: _Pass) -> np.dtype:
+    if work.settings.rescale == "none":  # written as float32, as encode_float_tiff writes it
+        return np.dtype(np.float32)
+    return work.reader.image.dtype
+
+
+def _into_tiles(tiles: np.ndarray, block: np.ndarray, left: int, channel: int | None) -> None:
+    """Copy ``block`` (the band's rows, columns from ``left``, a multiple of `TILE`) into
+    ``tiles`` (rows of tiles, tiles across, TILE, TILE[, C]): into its channels from
+    ``channel`` on, or all of them for None."""
+    rows, columns = block.shape[:2]
+    first, whole, rest = left // TILE, columns // TILE, columns % TILE
+    extra = block.shape[2:]
+    for r in range(-(-rows // TILE)):
+        part = block[r * TILE : (r + 1) * TILE]
+        height = part.shape[0]
+        target = tiles[r]
+        if channel is not None:
+            target = target[..., channel : channel + (extra[0] if extra else 1)]
+            if not extra:
+                target = target[..., 0]
+        if whole:
+            split = part[:, : whole * TILE].reshape(height, whole, TILE, *extra)
+            target[first : first + whole, :height] = split.swapaxes(0, 1)
+        if rest:
+            target[first + whole, :height, :rest] = part[:, whole * TILE :]
+
+
+def _band_overviews(work: _Pass, position: int, window: np.ndarray, colour: np.ndarray):
+    """The overviews of one band: of the input under it (under ``valid`` the last band
+    takes the input's last rows) and of its pixels, and its detail density."""
+    regions = _band_regions(work.shape, work.plan.band_rows)
+    _, _, rows, columns = regions[position]
+    ay, ax = work.kernel.anchor
+    if work.settings.padding.mode != "valid":
+        original = window[ay : ay + rows, ax : ax + columns]
     else:
-        pixels = convolve_lazy_to_image(lazy, work.kernel, VALID, work.backend, s.precision,
-                                        s.rescale, s.bias, s.activation)  # fmt: skip
-        if s.rescale == "none":  # written as float32, as encode_float_tiff writes it
-            pixels = pixels.astype(np.float32)
-    (band,) = _compute(work.plan, pixels)
-    return band
+        original = window if position == len(regions) - 1 else window[:rows]
+    step = work.plan.overview_step
+    density = detail_density(colour, step)
+    return _Overviews(overview(original, step), overview(colour, step), density)
+
+
+def band_bounds(work: _Pass, position: int) -> tuple[float, float]:
+    """The response's min and max over band ``position``: the first pass of ``minmax``."""
+    from convkit.engine import convolve
+
+    region = _band_regions(work.shape, work.plan.band_rows)[position]
+    colour, alpha = read_window(work.reader, work.kernel, region, work.settings, work.buffers)
+    low, high = math.inf, -math.inf
+    for start, stop in chunk_edges(colour.shape[1], work.kernel.shape[1], work.plan.chunk_columns):
+        response = convolve(colour[:, start:stop], work.kernel, padding=VALID,
+                            backend=work.backend, precision=work.settings.precision)  # fmt: skip
+        low, high = min(low, float(response.min())), max(high, float(response.max()))
+    work.buffers.give(colour, alpha)
+    return low, high
+
+
+class LocalBands:
+    """Bands run on this machine's threads (OpenCV and numpy let go of the GIL)."""
+
+    def __init__(self, threads: int) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="convkit-band")
+
+    def submit(self, function, work: _Pass, position: int):
+        return self._pool.submit(function, work, position)
+
+    def close(self) -> None:
+        # a band being filtered cannot be stopped: it ends on its own, its result unused
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _in_order(work: _Pass, function, count: int) -> Iterator:
+    """``function(work, position)`` for every band, results in order, `TilePlan.threads`
+    bands ahead of the one handed out; the bands not run are cancelled if the caller stops."""
+    from collections import deque
+
+    pending: deque = deque()
+    try:
+        for position in range(count):
+            pending.append(work.runner.submit(function, work, position))
+            if len(pending) > work.plan.threads:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    finally:
+        for future in pending:
+            future.cancel()
+
+
+def _bounds(work: _Pass, progress, label: str) -> np.ndarray:
+    """The whole response's min and max, band by band: the first pass of ``minmax``."""
+    low, high = math.inf, -math.inf
+    total = _tile_count(work.shape)
+    regions = _band_regions(work.shape, work.plan.band_rows)
+    for region, (band_low, band_high) in zip(
+        regions, _in_order(work, band_bounds, len(regions)), strict=True
+    ):
+        low, high = min(low, band_low), max(high, band_high)
+        if progress is not None:
+            bottom = region[0] + region[2]
+            progress(label, min(total, -(-bottom // TILE) * -(-work.shape[1] // TILE)), total)
+    return np.array([low, high])
 
 
 def _render_block(block: np.ndarray, settings, bounds, dtype) -> np.ndarray:
@@ -1073,24 +1390,6 @@ def _render_block(block: np.ndarray, settings, bounds, dtype) -> np.ndarray:
     values = np.concatenate([block.reshape(-1), bounds])
     stretched = to_image(values, like, "minmax", settings.bias, settings.activation)
     return stretched[:-2].reshape(block.shape)
-
-
-def _bounds(work: _Pass, progress, label: str) -> np.ndarray:
-    """The whole response's min and max, band by band: the first pass of ``minmax``."""
-    from convkit.tiles import convolve_lazy
-
-    low, high = math.inf, -math.inf
-    total = _tile_count(work.shape)
-    for region in _band_regions(work.shape, work.plan.band_rows):
-        window, _ = read_window(work.reader, work.kernel, region, work.settings)
-        response = convolve_lazy(_lazy_window(window, work.plan), work.kernel, VALID,
-                                 work.backend, work.settings.precision)  # fmt: skip
-        band_low, band_high = _compute(work.plan, response.min(), response.max())
-        low, high = min(low, float(band_low)), max(high, float(band_high))
-        if progress is not None:
-            bottom = region[0] + region[2]
-            progress(label, min(total, -(-bottom // TILE) * -(-work.shape[1] // TILE)), total)
-    return np.array([low, high])
 
 
 def _tile_count(shape: tuple[int, ...]) -> int:
@@ -1207,90 +1506,38 @@ def _densest_region(
 # --- writing ------------------------------------------------------------------------------
 
 
-def _write_tiff(output, work: _Pass, progress, label: str) -> _Overviews:
-    """Filter band by band (the next band while the current one is written) and write
-    the tiles in order, atomically; the overviews along the way."""
+def _write_tiff(output, work: _Pass, progress, label: str) -> _Overviews | None:
+    """Filter the bands, `TilePlan.threads` at a time, and write their tiles in order,
+    atomically; the overviews along the way (where the pass makes them)."""
     pieces: list[_Overviews] = []
     total, counter = _tile_count(work.shape), [0]
     alpha = not work.settings.gray and work.reader.image.channels in (2, 4)
+    count = len(_band_regions(work.shape, work.plan.band_rows))
 
     def tiles() -> Iterator[np.ndarray]:
-        pending = None
-        for band, original in _computed_bands(work):
-            colour = band[..., :-1] if band.ndim == 3 and alpha else band
-            step = work.plan.overview_step
-            density = detail_density(colour, step)
-            pieces.append(_Overviews(overview(original, step), overview(colour, step), density))
-            pending = band if pending is None else np.concatenate([pending, band])
-            last = counter[0] + _tile_count(pending.shape) >= total
-            while pending.shape[0] >= TILE or (last and pending.shape[0]):
-                yield from _row_of_tiles(pending[:TILE], progress, label, counter, total)
-                pending = pending[TILE:]
+        for band in _in_order(work, filter_band, count):
+            if band.overviews is not None:
+                pieces.append(band.overviews)
+            for row in band.rows:
+                for tile in row:
+                    yield tile
+                    counter[0] += 1
+                    if progress is not None:
+                        progress(label, counter[0], total)
+            work.buffers.give(band.tiles)  # tifffile has written them: it writes as it goes
 
     channels = _filtered_channels(work.reader.image, work.settings) + alpha
     shape = work.shape + ((channels,) if channels > 1 else ())
-    dtype = np.dtype(np.float32) if work.settings.rescale == "none" else work.reader.image.dtype
-    _write_atomic_tiff(output, shape, dtype, tiles(), work.reader.image, work.settings)
+    _write_atomic_tiff(output, shape, _output_dtype(work), tiles(), work.reader.image,
+                       work.settings)  # fmt: skip
+    if not pieces:
+        return None
     return _Overviews(*(np.concatenate(layer) for layer in zip(*pieces, strict=True)))
 
 
 def _filtered_channels(image: TiledImage, settings) -> int:
     shape = _colour_shape(image.header(), settings.gray)
     return shape[2] if len(shape) == 3 else 1
-
-
-def _computed_bands(work: _Pass) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """(output band with its alpha, input band under it) in order, the next band read and
-    filtered on a background thread while this one writes the current one."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    regions = _band_regions(work.shape, work.plan.band_rows)
-    ay, ax = work.kernel.anchor
-
-    def compute(position: int) -> tuple[np.ndarray, np.ndarray]:
-        region = regions[position]
-        window, alpha = read_window(work.reader, work.kernel, region, work.settings)
-        band = _with_alpha(_filter_band(work, window), alpha)
-        # the input under the band; under `valid` the last band takes the input's last rows
-        _, _, rows, columns = region
-        if work.settings.padding.mode != "valid":
-            return band, window[ay : ay + rows, ax : ax + columns]
-        return band, window if position == len(regions) - 1 else window[:rows]
-
-    pool = ThreadPoolExecutor(1, thread_name_prefix="convkit-band")
-    try:
-        future = pool.submit(compute, 0)
-        for position in range(len(regions)):
-            result = future.result()
-            if position + 1 < len(regions):
-                future = pool.submit(compute, position + 1)
-            yield result
-    finally:
-        pool.shutdown(wait=False, cancel_futures=True)
-
-
-def _with_alpha(band: np.ndarray, alpha: np.ndarray | None) -> np.ndarray:
-    if alpha is None:
-        return band
-    planes = band if band.ndim == 3 else band[..., np.newaxis]
-    return np.concatenate([planes, alpha.astype(band.dtype)[..., np.newaxis]], axis=-1)
-
-
-def _row_of_tiles(rows: np.ndarray, progress, label, counter, total) -> Iterator[np.ndarray]:
-    """A row of tiles, each contiguous, made in one copy of the rows."""
-    height, width = rows.shape[:2]
-    whole, across = width // TILE, -(-width // TILE)
-    tiles = np.empty((across, height, TILE) + rows.shape[2:], rows.dtype)
-    split = rows[:, : whole * TILE].reshape(height, whole, TILE, *rows.shape[2:])
-    tiles[:whole] = split.swapaxes(0, 1)
-    if across > whole:  # the last tile of the row, padded with zeros as tifffile would
-        tiles[whole] = 0
-        tiles[whole, :, : width - whole * TILE] = rows[:, whole * TILE :]
-    for tile in tiles:
-        yield tile
-        counter[0] += 1
-        if progress is not None:
-            progress(label, counter[0], total)
 
 
 def _write_atomic_tiff(output, shape, dtype, tiles, image: TiledImage, settings) -> Path | None:
