@@ -243,7 +243,7 @@ def slide_frames(
     return SlideFrames(records, image.dtype)
 
 
-class SlideFrames(Sequence):
+class SlideFrames(Sequence[np.ndarray]):
     """The frames of `slide_frames`: a read-only sequence of 8-bit BGR arrays, each drawn
     when it is read, all the same size.
 
