@@ -8,12 +8,14 @@ channels, progressively:
   rows under it and the kernel's halo are read (tifffile decodes only the tiles or strips
   they fall in) and padded by the padding mode's own numpy rule through index maps
   (`window_indices`), so ``wrap`` and ``reflect101`` take their rows from the image's far
-  side exactly as the in-memory run does. Within the band, `convkit.tiles`' dask
-  ``map_overlap`` filters *chunks* of columns on a few threads with the chosen backend and
-  turns them into pixels with the engine's own post-processing (`convolve_lazy_to_image`).
-  The next band is computed while the current one's tiles are written, so about two bands
-  of pixels, and a chunk of floats per thread, are in memory: `plan_tiles` sizes bands and
-  chunks from ``--max-memory``.
+  side exactly as the in-memory run does. The band's window is filtered ``valid`` in
+  *chunks* of columns, each with its halo (the chunks `convkit.tiles`' ``map_overlap``
+  cuts), with the chosen backend, turned into pixels with the engine's own
+  post-processing, and laid out as the output's tiles (`filter_band`). Bands are filtered
+  a few at a time on threads (OpenCV and numpy let go of the GIL), or as tasks on a dask
+  cluster (`convkit.cluster`), while this thread writes the finished ones in order: a few
+  bands of pixels and a chunk of floats per thread are in memory: `plan_tiles` sizes
+  bands and chunks from ``--max-memory``. Band-sized arrays are reused (`Buffers`).
 - ``minmax`` stretches the whole response's min..max: a first pass finds them (the image is
   filtered twice) and every chunk is stretched with those bounds, exactly as the whole
   response would be.
@@ -25,11 +27,12 @@ channels, progressively:
   (the readable reference included) filters that crop, with its halo, in memory, and is
   compared there; the tiled backend's panel is what the written file holds there.
 
-One dask graph per band (a few tasks per chunk) rather than one for the whole image: dask
-culls and optimises a graph on every compute, and for 256-row bands of a 400-megapixel
-image that cost grew to most of the run.
+On this machine a band is a task of a thread pool, not of a dask graph: dask's graph per
+band cost 6 ms a band and 0.8 ms a chunk, and importing dask.array and distributed 0.5 s,
+a fifth of libvips's whole time on a 20000^2 image (`benchmarks/scale.py`). Lazy dask
+arrays are `convkit.tiles`' business.
 
-dask, tifffile and zarr are imported only inside the functions that need them.
+tifffile and zarr are imported only inside the functions that need them.
 """
 
 from __future__ import annotations
@@ -68,7 +71,7 @@ MAX_THREADS = 8
 BAND_COST = 2.0
 TASK_COST = 0.2
 # Arrays from this size on are handed back to the system when freed (`limit_heap_retention`).
-HEAP_RETENTION_BYTES = 4 << 20
+HEAP_RETENTION_BYTES = 16 << 20  # above the engine's strips of floats (8 MiB)
 TIFF_SIGNATURES = (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+")
 BIGTIFF_FROM_BYTES = 2**32 - 2**28  # a classic TIFF's offsets end at 4 GiB: keep room for tags
 TIFF_SUFFIXES = (".tif", ".tiff")
@@ -636,9 +639,10 @@ def limit_heap_retention(threshold: int = HEAP_RETENTION_BYTES) -> bool:
     the largest array freed and then serves such arrays from heaps it keeps, so the peak
     RSS of a 20000^2 run under 128M grew by 125-130 MB, against 80 MB of live arrays. Its
     band-sized arrays are reused (`Buffers`), never freed, and what the filter allocates
-    for a chunk stays below the threshold, in the heap, where it is reused without a
-    page fault (a fresh mapping faults each 4 KiB page in again: a 1 MiB threshold cost
-    a 20000^2 run 2.7 s of system time). Process-wide, so the library never calls it: the
+    for a chunk (at most a strip of floats, `convkit.engine.STRIP_BYTES`) stays below the
+    threshold, in the heap, where it is reused without a page fault (a fresh mapping
+    faults each 4 KiB page in again: a 1 MiB threshold cost a 20000^2 sharpen run 2.7 s
+    of system time, 4 MiB a large_blur run 1.3 s). Process-wide, so the library never calls it: the
     command line does, before a tiled run.
 
     Returns
@@ -1202,10 +1206,10 @@ def chunk_edges(width: int, kernel_width: int, columns: int) -> list[tuple[int, 
     >>> chunk_edges(10, 3, 4)
     [(0, 6), (4, 10)]
     """
-    from convkit.tiles import _merged
+    from convkit.tiles import merged_chunks
 
     sizes = [columns] * (width // columns) + ([width % columns] if width % columns else [])
-    sizes = _merged(tuple(sizes), kernel_width)
+    sizes = merged_chunks(tuple(sizes), kernel_width)
     edges, start = [], 0
     for i, size in enumerate(sizes):
         halo = kernel_width - 1 if i < len(sizes) - 1 else 0

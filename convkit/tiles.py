@@ -192,14 +192,14 @@ def _pad(image: da.Array, before, after, padding: Padding) -> da.Array:
 def _rechunk_for_halo(array: da.Array, reach: tuple[int, int]) -> da.Array:
     """Merge chunks so that each is at least ``reach`` along the first two axes (a halo
     comes from the neighbouring chunk alone) and channels stay in one chunk."""
-    chunks = [_merged(array.chunks[axis], reach[axis]) for axis in (0, 1)]
+    chunks = [merged_chunks(array.chunks[axis], reach[axis]) for axis in (0, 1)]
     if array.ndim == 3:
         chunks.append((array.shape[2],))
     chunks = tuple(chunks)
     return array if chunks == array.chunks else array.rechunk(chunks)
 
 
-def _merged(sizes: tuple[int, ...], least: int) -> tuple[int, ...]:
+def merged_chunks(sizes: tuple[int, ...], least: int) -> tuple[int, ...]:
     """Chunk sizes along one axis, neighbours merged until every one is at least ``least``."""
     if least <= 0:
         return sizes

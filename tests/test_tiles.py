@@ -13,7 +13,7 @@ from convkit.padding import make_padding
 
 da = pytest.importorskip("dask.array", reason="the [scale] extra brings dask")
 
-from convkit.tiles import _merged, convolve_lazy, is_dask_array  # noqa: E402
+from convkit.tiles import convolve_lazy, is_dask_array, merged_chunks  # noqa: E402
 
 MODES = ["replicate", "constant", "reflect", "reflect101", "wrap", "valid"]
 
@@ -101,7 +101,7 @@ def test_a_kernel_larger_than_the_image_repeats_the_padding_as_numpy_does():
      ((2, 1, 16), 3, (3, 16)), ((4,), 9, (4,)), ((3, 3), 0, (3, 3))],
 )  # fmt: skip
 def test_small_chunks_are_merged_with_their_neighbours(sizes, least, expected):
-    merged = _merged(sizes, least)
+    merged = merged_chunks(sizes, least)
     assert sum(merged) == sum(sizes)
     assert merged == expected
 
