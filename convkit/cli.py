@@ -997,7 +997,7 @@ def explain(at, png_path, as_json, **options):
 @click.option("--crop", default=None, metavar="Y,X,H,W",
               callback=lambda ctx, param, value: _parse_numbers(value, "Y,X,H,W"),
               help="Animate this window of the image (row, column, height, width).")  # fmt: skip
-@click.option("--fps", type=click.FloatRange(0.1, 50), default=4.0, show_default=True,
+@click.option("--fps", type=click.FloatRange(0.1, 50), default=2.0, show_default=True,
               help="Frames (output pixels) per second.")  # fmt: skip
 def animate(out_path, crop, fps, **options):
     """Write an animated GIF of the kernel sliding across a small image (16x16 at most; use
@@ -1016,7 +1016,7 @@ def animate(out_path, crop, fps, **options):
     run = _teaching_run(**options)
     out_path = _plan_teaching_output(out_path, options["image_path"], run.kernel, "animation")
     image = run.image if crop is None else crop_image(run.image, crop)
-    frames = slide_frames(image, run.kernel, **run.options)
+    frames = slide_frames(image, run.kernel, channel_names=run.channel_names, **run.options)
     written = write_animation(frames, out_path, fps)
     Screen().line(f"wrote {written} ({len(frames)} frames)")
 
@@ -1046,20 +1046,20 @@ def demo(out_dir):
     """
     from convkit.console import Screen
     from convkit.demo import run_demo
-    from convkit.imageio import encode_image, write_atomic
+    from convkit.imageio import write_atomic
     from convkit.plan import OutputPlan
 
     screen = Screen()
     sections = run_demo()
-    plan = OutputPlan()  # every figure's path checked before the first is written
-    figures = [plan.claim(out_dir / s.figure_name, "figure") if s.figure is not None else None
-               for s in sections]  # fmt: skip
-    for section, path in zip(sections, figures, strict=True):
+    plan = OutputPlan()  # every file's path checked before the first is written
+    files = [[(plan.claim(out_dir / output.name, "figure"), output) for output in s.outputs()]
+             for s in sections]  # fmt: skip
+    for section, section_files in zip(sections, files, strict=True):
         screen.heading(section.title)
         for line in section.lines:
             screen.line(line)
-        if path is not None:
-            screen.line(f"wrote {write_atomic(path, encode_image(section.figure))}")
+        for path, output in section_files:
+            screen.line(f"wrote {write_atomic(path, output.encode())}")
         screen.line("")
 
 

@@ -3,7 +3,6 @@
 import io
 
 import numpy as np
-import pytest
 import scipy.ndimage as ndi
 from click.testing import CliRunner
 from PIL import Image
@@ -65,11 +64,6 @@ def test_the_demo_animates_the_cross_and_the_3x3_matrix():
     assert [valid.sum_text(i).split("  ->")[0] for i in range(4)] == ["= 6", "= 8", "= 12", "= 14"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="cli.py's demo writes DemoSection.figure only; it must write each of "
-    "DemoSection.outputs() (the lead's change, issue 13); then drop this mark",
-)
 def test_demo_command_writes_every_figure(tmp_path):
     result = CliRunner().invoke(main, ["demo", "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
