@@ -276,3 +276,33 @@ def test_cli_png_never_replaces_the_image(tmp_path):
     result = run_cli("explain", image, "-k", "sharpen", "--at", "1,1", "--png", image)
     assert result.exit_code == 2
     assert image.read_bytes() == before
+
+
+# --- hostile input ----------------------------------------------------------------------------
+
+
+def test_a_name_with_a_newline_and_markup_stays_on_its_line(tmp_path):
+    image = tmp_path / "a\n[bold]b.png"
+    cv2.imwrite(str(tmp_path / "plain.png"), np.full((3, 3), 9, np.uint8))
+    (tmp_path / "plain.png").rename(image)
+    result = run_cli("explain", image, "-k", "box:3", "--at", "1,1")
+    assert result.exit_code == 0, result.output
+    first = result.output.splitlines()[0]
+    assert first.startswith("pixel (row 1, column 1) of ") and "\\n[bold]b.png" in first
+    record = json.loads(run_cli("explain", image, "-k", "box:3", "--at", "1,1", "--json").output)
+    assert record["image"] == str(image)
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf])
+def test_a_non_finite_pixel_is_refused_not_explained_as_a_number(value):
+    image = np.ones((3, 3))
+    image[1, 1] = value
+    with pytest.raises(UsageError):
+        explain(image, np.ones((3, 3)), (1, 1))
+
+
+def test_huge_coordinates_are_a_usage_error():
+    result = run_cli("explain", SAMPLES / "chelsea.png", "-k", "sharpen", "--at",
+                     "99999999999999999999999,0")  # fmt: skip
+    assert result.exit_code == 2
+    assert "outside the 451x300 image" in result.output
