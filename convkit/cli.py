@@ -410,6 +410,42 @@ def complete_kernel(ctx, param, incomplete: str) -> list:
     return [CompletionItem(prefix + name) for name in names if name.startswith(last)]
 
 
+# Options that several commands take, defined once.
+normalize_option = click.option(
+    "--normalize", is_flag=True, help="Divide each kernel by its sum (if not 0)."
+)
+scale_option = click.option(
+    "--scale", type=FiniteFloat(), default=None, help="Multiply each kernel by S."
+)
+anchor_option = click.option(
+    "--anchor", callback=_parse_anchor, metavar="Y,X", default=None,
+    help="The kernel cell (row Y, column X) over the output pixel. Default: OpenCV's "
+         "(kH // 2, kW // 2), or an ImageMagick origin.",
+)  # fmt: skip
+flip_option = click.option(
+    "--flip", is_flag=True, help="True convolution: rotate the kernel by 180 degrees."
+)
+gray_option = click.option("--gray", is_flag=True, help="Convert to grey (OpenCV's weights) first.")
+no_auto_orient_option = click.option(
+    "--no-auto-orient", is_flag=True,
+    help="Keep the stored pixel order of photos with an EXIF orientation (default: turn them "
+         "upright, as viewers show them).",
+)  # fmt: skip
+rescale_option = click.option(
+    "--rescale", type=click.Choice(RESCALE_POLICIES), default="clip", show_default=True,
+    help="Response -> image: clip to range, abs then clip, stretch min..max, or none (the "
+         "float response; apply writes it as .npy).",
+)  # fmt: skip
+bias_option = click.option(
+    "--bias", type=FiniteFloat(), default=0.0, show_default=True,
+    help="Added to the response before activation and rescaling.",
+)  # fmt: skip
+activation_option = click.option(
+    "--activation", type=click.Choice(ACTIVATIONS), default=None,
+    help="Applied after the bias: relu is max(0, x).",
+)  # fmt: skip
+
+
 def kernel_options(command):
     @click.option("--kernel", "-k", "kernel_values", multiple=True,
                   metavar="NAME[,NAME...]|PATH|MATRIX", shell_complete=complete_kernel,
@@ -429,12 +465,9 @@ def kernel_options(command):
     @click.option("--stack", "stacks", multiple=True, metavar="STEPS",
                   help='Layers applied in order, as in a CNN: "sobel_x,relu,sobel_y" (kernel '
                        "names or files, and relu). Repeatable.")  # fmt: skip
-    @click.option("--normalize", is_flag=True, help="Divide each kernel by its sum (if not 0).")
-    @click.option("--scale", type=FiniteFloat(), default=None, help="Multiply each kernel by S.")
-    @click.option("--anchor", callback=_parse_anchor, metavar="Y,X", default=None,
-                  help="The kernel cell (row Y, column X) over the output pixel. "
-                       "Default: OpenCV's (kH // 2, kW // 2), or an ImageMagick origin.",
-                  )  # fmt: skip
+    @normalize_option
+    @scale_option
+    @anchor_option
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
         return command(*args, **kwargs)
@@ -452,23 +485,9 @@ def output_options(command):
         metavar="DIR|-",
         help="Output folder; - writes the one filtered image to standard output as PNG.",
     )
-    @click.option("--rescale", type=click.Choice(RESCALE_POLICIES), default="clip",
-                  show_default=True,
-                  help="Response -> image: clip to range, abs then clip, stretch min..max, or "
-                       "none (float .npy).")  # fmt: skip
-    @click.option(
-        "--bias",
-        type=FiniteFloat(),
-        default=0.0,
-        show_default=True,
-        help="Added to the response before activation and rescaling.",
-    )
-    @click.option(
-        "--activation",
-        type=click.Choice(ACTIVATIONS),
-        default=None,
-        help="Applied after the bias: relu is max(0, x).",
-    )
+    @rescale_option
+    @bias_option
+    @activation_option
     @click.option("--no-compare", is_flag=True, help="Skip the comparison PNG.")
     @click.option(
         "--report",
@@ -498,14 +517,12 @@ def output_options(command):
 @kernel_options
 @padding_options
 @click.option("--backend", "-b", "backends", cls=BackendOption, multiple=True, metavar="NAME")
-@click.option("--flip", is_flag=True, help="True convolution: rotate the kernel by 180 degrees.")
+@flip_option
 @click.option("--precision", type=click.Choice(["float64", "float32"]), default="float64",
               show_default=True,
               help="float32 halves the memory traffic at ~1e-7 relative round-off.")  # fmt: skip
-@click.option("--gray", is_flag=True, help="Convert to grey (OpenCV's weights) first.")
-@click.option("--no-auto-orient", is_flag=True,
-              help="Keep the stored pixel order of photos with an EXIF orientation (default: "
-                   "turn them upright, as viewers show them).")  # fmt: skip
+@gray_option
+@no_auto_orient_option
 @output_options
 @click.option("--format", "output_format", type=click.Choice(["png", "jpg", "tif", "webp"]),
               default=None, help="The filtered images' format (default png; with --rescale "
@@ -900,21 +917,16 @@ def teaching_options(command):
     @click.option("--kernel", "-k", "kernel_value", required=True, metavar="NAME|PATH|MATRIX",
                   shell_complete=complete_kernel,
                   help="One kernel, as apply's --kernel takes it.")  # fmt: skip
-    @click.option("--normalize", is_flag=True, help="Divide the kernel by its sum (if not 0).")
-    @click.option("--scale", type=FiniteFloat(), default=None, help="Multiply the kernel by S.")
-    @click.option("--anchor", callback=_parse_anchor, metavar="Y,X", default=None,
-                  help="The kernel cell (row Y, column X) over the output pixel.")  # fmt: skip
+    @normalize_option
+    @scale_option
+    @anchor_option
     @padding_options
-    @click.option("--flip", is_flag=True, help="True convolution: rotate the kernel by 180°.")
-    @click.option("--gray", is_flag=True, help="Convert to grey (OpenCV's weights) first.")
-    @click.option("--no-auto-orient", is_flag=True,
-                  help="Keep the stored pixel order of EXIF-rotated photos.")  # fmt: skip
-    @click.option("--rescale", type=click.Choice(RESCALE_POLICIES), default="clip",
-                  show_default=True, help="Response -> pixel, as for apply.")  # fmt: skip
-    @click.option("--bias", type=FiniteFloat(), default=0.0, show_default=True,
-                  help="Added to the response before activation and rescaling.")  # fmt: skip
-    @click.option("--activation", type=click.Choice(ACTIVATIONS), default=None,
-                  help="Applied after the bias: relu is max(0, x).")  # fmt: skip
+    @flip_option
+    @gray_option
+    @no_auto_orient_option
+    @rescale_option
+    @bias_option
+    @activation_option
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
         return command(*args, **kwargs)
