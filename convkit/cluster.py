@@ -215,12 +215,21 @@ def run_on_cluster(
         scheduler = parse_scheduler(scheduler)
     if not tasks:
         return
-    if scheduler.is_local:  # no more workers than tasks, as the local pool
+    count = image_count or len(tasks)
+    tiled = [i for i, task in enumerate(tasks) if _in_tiles(task, kernels, settings, count)]
+    whole = [i for i in range(len(tasks)) if i not in set(tiled)]
+    if scheduler.is_local and not tiled:  # no more workers than tasks, as the local pool
         scheduler = scheduler._replace(workers=min(scheduler.workers, len(tasks)))
-    job = _job(kernels, settings, image_count or len(tasks), scheduler.is_local)
+    job = _job(kernels, settings, count, scheduler.is_local)
     try:
         with open_client(scheduler, connect_timeout, workers_timeout) as client:
-            _Batch(client, tasks, on_result, no_worker_timeout).run(job)
+            if whole:
+                _Batch(client, [tasks[i] for i in whole],
+                       lambda i, outcome: on_result(whole[i], outcome), no_worker_timeout,
+                       ).run(job)  # fmt: skip
+            for index in tiled:
+                bands = ClusterBands(client, job, no_worker_timeout)
+                on_result(index, run_tiled(tasks[index], kernels, settings, count, bands))
     finally:
         sweep_temporaries(tasks)  # a killed worker's; every writer is stopped or done by now
 
@@ -259,6 +268,109 @@ def open_client(
         finally:
             if cluster is not None:
                 _shut_down(cluster)
+
+
+# --- A tiled image's bands ----------------------------------------------------------------
+
+
+def _in_tiles(task: Task, kernels, settings: ApplySettings, count: int) -> bool:
+    """Whether the task's image runs in tiles (`convkit.tiled.tiles_needed`, from its header,
+    read here); one that cannot say goes to a worker, which reports what is wrong."""
+    from convkit.tiled import tiles_needed
+
+    planned = [output for output, _ in task.outputs if output is not None]
+    if task.image.path is None or not any(o.suffix.lower() in (".tif", ".tiff") for o in planned):
+        return False  # a tiled run writes TIFFs: a batch of PNGs reads no header here
+    try:
+        return tiles_needed(task.image.path, kernels, settings, count)
+    except ConvkitError:
+        return False
+
+
+def run_tiled(
+    task: Task, kernels: Sequence[Kernel], settings: ApplySettings, count: int, bands: ClusterBands
+) -> Outcome:
+    """A tiled image (`convkit.tiled.apply_tiled`) whose bands are filtered on the cluster:
+    the workers read the input at its path and send the bands' pixels back; this process
+    writes the output TIFF (and the comparison) at the planned paths. Its report, or its
+    `Failure`, as `process_image` gives them."""
+    from convkit.tiled import apply_tiled
+
+    path = task.image.path
+    try:
+        report = apply_tiled(path, kernels, settings, task.outputs, None, count, bands=bands)
+    except ConvkitError as exc:
+        return Failure(task.name, str(exc))
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:  # noqa: BLE001 - KilledWorker, a broken worker: this image only
+        return Failure(task.name, _describe_error(exc))
+    return as_planned(report, task)
+
+
+class BandJob(NamedTuple):
+    """What every band of one pass of a tiled image needs on a worker, sent once."""
+
+    work: Any  # convkit.tiled's pass, without its reader, runner and buffers
+    image: Any  # the `convkit.tiled.TiledImage`, its path absolute
+    versions: tuple[str, str]
+    warning_filters: list | None
+
+
+class ClusterBands:
+    """A tiled image's bands as tasks on a dask cluster (a `convkit.tiled.BandRunner`).
+
+    Each pass (a kernel's; ``minmax`` takes two) is pickled once into a task of its own
+    that its bands depend on, as a batch's `Job` is. A band's task (`run_band`) reads its
+    rows and halo from the input at its (absolute) path, filters them and returns its
+    tiles: dask runs it again on another worker if its worker dies. As many bands at a time
+    as the cluster has threads.
+    """
+
+    def __init__(self, client: Client, job: Job, no_worker_timeout: float = NO_WORKER_TIMEOUT):
+        self.client = client
+        self.job = job
+        self.threads = max(1, sum(client.nthreads().values()))
+        self.name = f"convkit-band-{uuid.uuid4().hex[:16]}"
+        self._watch = _Watch(client, no_worker_timeout)
+        self._payload: bytes | None = None
+        self._shared: Future | None = None
+        self._passes = 0
+
+    def submit(self, function: Callable, work: Any, position: int) -> _BandFuture:
+        image = work.reader.image
+        image = image._replace(path=_absolute(image.path))
+        stripped = work._replace(reader=None, runner=None, buffers=None)
+        job = BandJob(stripped, image, self.job.versions, self.job.warning_filters)
+        payload = pickle.dumps(job, protocol=pickle.HIGHEST_PROTOCOL)
+        if payload != self._payload:
+            self._payload, self._passes = payload, self._passes + 1
+            key = f"convkit-bandjob-{self.name.rsplit('-', 1)[1]}-{self._passes}"
+            self._shared = self.client.submit(load_job, payload, key=key)
+        key = f"{self.name}-{self._passes}-{position}"
+        return _BandFuture(self.client.submit(run_band, function, self._shared, position, key=key),
+                           self._watch)  # fmt: skip
+
+
+class _BandFuture:
+    """A band's dask future whose `result` gives up when the cluster has had no worker for
+    too long (`_Watch`) rather than wait for ever."""
+
+    def __init__(self, future: Future, watch: _Watch) -> None:
+        self.future = future
+        self.watch = watch
+
+    def result(self) -> Any:
+        while True:
+            try:
+                return self.future.result(timeout=CHECK_INTERVAL)
+            except TimeoutError:
+                if self.watch.lost_every_worker():
+                    raise ConvkitError(self.watch.reason) from None
+
+    def cancel(self) -> None:
+        with contextlib.suppress(Exception):
+            self.future.cancel()
 
 
 def _job(kernels: Sequence[Kernel], settings: ApplySettings, count: int, local: bool) -> Job:
@@ -531,6 +643,45 @@ def run_task(task: Task, job: Job) -> Outcome:
     if isinstance(outcome, Failure):
         return Failure(outcome.image, f"{outcome.reason} (on dask worker {where})")
     return outcome
+
+
+def run_band(function: Callable, job: BandJob, position: int) -> Any:
+    """``function(work, position)`` on a dask worker (`convkit.tiled.filter_band` or
+    `convkit.tiled.band_bounds`), reading the input at its path.
+
+    Raises
+    ------
+    ConvkitError
+        If the worker's convkit or OpenCV differ from the planning machine's, or it cannot
+        read the input (the message names the worker and says the workers need the same
+        files at the same paths).
+    """
+    from convkit.errors import ImageReadError
+    from convkit.tiled import Buffers, TiledReader
+
+    _prepare_worker(job.warning_filters)
+    where = _worker_address()
+    versions = _versions()
+    if versions != job.versions:
+        raise ConvkitError(
+            f"dask worker {where} runs convkit {versions[0]} with {versions[1]}, this run "
+            f"convkit {job.versions[0]} with {job.versions[1]}: outputs would differ "
+            "(install the same versions on every worker)"
+        )
+    path = job.image.path
+    if not os.path.lexists(path):
+        raise ImageReadError(
+            f"{path}: not found on dask worker {where} (the workers read the inputs at the "
+            "same paths as this machine: a shared filesystem)"
+        )
+    work = job.work
+    reader = TiledReader(job.image, work.plan.band_rows, work.settings.auto_orient)
+    try:
+        return function(work._replace(reader=reader, buffers=Buffers()), position)
+    except ImageReadError as exc:
+        raise ImageReadError(f"{exc} (on dask worker {where})") from None
+    finally:
+        reader.close()
 
 
 def _prepare_worker(warning_filters: list | None) -> None:

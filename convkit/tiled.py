@@ -44,7 +44,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 import numpy as np
 
@@ -579,9 +579,11 @@ def plan_tiles(
     stored_channels: int | None = None,
     settings: ApplySettings | None = None,
     name: str = "the image",
+    threads: int | None = None,
 ) -> TilePlan:
-    """The bands and chunks, on as many threads as cores, that fit ``max_memory`` and cost
-    the least: about `BAND_COST` for each band and `TASK_COST` for each chunk of it.
+    """The bands and chunks, on as many threads as cores (or ``threads``: a cluster's), that
+    fit ``max_memory`` and cost the least: about `BAND_COST` for each band and `TASK_COST`
+    for each chunk of it.
 
     Bands are whole 256-pixel tile rows; fewer threads are used only where one chunk per
     core does not fit. ``settings`` (the rescale policy, bias, activation, precision and
@@ -600,7 +602,7 @@ def plan_tiles(
     step = overview_step(height, width)
     unit = max(TILE, step)  # whole blocks of the overview in every band
     reach = max(max(k.shape) for k in kernels)
-    cores = max(1, min(MAX_THREADS, os.cpu_count() or 1))
+    cores = max(1, threads or min(MAX_THREADS, os.cpu_count() or 1))
     bands = _sizes(BAND_ROWS, unit, height, reach)
     chunks = _sizes(CHUNK_COLUMNS, TILE, width, reach)
     limit = math.inf if max_memory is None else max_memory
@@ -830,6 +832,7 @@ def apply_tiled(
     outputs: Sequence[OutputPair],
     progress: ProgressFn | None = None,
     image_count: int = 1,
+    bands: BandRunner | None = None,
 ) -> ImageReport:
     """Filter a TIFF or Zarr image in tiles with every kernel and write the outputs.
 
@@ -849,6 +852,10 @@ def apply_tiled(
         ``progress(label, done, total)``, counting the output's 256x256 tiles.
     image_count
         The size of the batch this image belongs to (a batch runs ``auto`` alone).
+    bands
+        What filters the bands: by default this machine's threads (`LocalBands`); a
+        cluster's workers with `convkit.cluster.ClusterBands`. Its ``threads`` bands at a
+        time are filtered; this thread writes them.
 
     Returns
     -------
@@ -887,8 +894,8 @@ def apply_tiled(
     for backend in backends:
         get_backend(backend)  # import its library now, not in a thread
     out_item = 4 if settings.rescale == "none" else image.dtype.itemsize
-    plan = plan_tiles(shape, image.dtype.itemsize, out_item, kernels, tiled,
-                      settings.max_memory, image.channels, settings, name)  # fmt: skip
+    plan = plan_tiles(shape, image.dtype.itemsize, out_item, kernels, tiled, settings.max_memory,
+                      image.channels, settings, name, bands.threads if bands else None)  # fmt: skip
     notes = [note] if note else []
     notes.append(_plan_note(image, plan, settings))
     if settings.rescale == "minmax":
@@ -896,14 +903,15 @@ def apply_tiled(
     report = ImageReport(name, shape, backends, notes=notes)
     report.alpha = not settings.gray and image.channels in (2, 4)
     buffers = Buffers()
-    runner = LocalBands(plan.threads)
+    runner = bands or LocalBands(plan.threads)
     cached = CACHED_BANDS + plan.threads - 1  # the halos of the bands being filtered
     reader = TiledReader(image, plan.band_rows, settings.auto_orient, cached)
     try:
         run_kernels = _run_kernels(reader, kernels, outputs, backends, tiled, plan, settings,
                                    progress, runner, buffers)  # fmt: skip
     finally:
-        runner.close()
+        if bands is None:
+            runner.close()
         reader.close()
     for kernel, (output, compare), run in zip(kernels, outputs, run_kernels, strict=True):
         report.results.append(
@@ -1002,8 +1010,8 @@ class _Pass(NamedTuple):
     backend: str
     plan: TilePlan
     shape: tuple[int, int]  # of the output
-    runner: LocalBands  # runs the bands (`LocalBands`, or tasks on a dask cluster)
-    buffers: Buffers
+    runner: BandRunner | None  # runs the bands (`LocalBands`, or a dask cluster's)
+    buffers: Buffers | None
     overviews: bool = True  # make the overviews (for the comparison picture and the crop)
     bounds: np.ndarray | None = None  # the whole response's min and max, for minmax
 
@@ -1332,15 +1340,26 @@ def band_bounds(work: _Pass, position: int) -> tuple[float, float]:
     return low, high
 
 
+class BandRunner(Protocol):
+    """What filters a tiled run's bands: ``submit(function, work, position)`` returns a
+    future of ``function(work, position)`` (`filter_band` or `band_bounds`), whose
+    ``result()`` waits for it and whose ``cancel()`` drops it; ``threads`` bands at a time."""
+
+    threads: int
+
+    def submit(self, function: Callable, work: _Pass, position: int): ...
+
+
 class LocalBands:
     """Bands run on this machine's threads (OpenCV and numpy let go of the GIL)."""
 
     def __init__(self, threads: int) -> None:
         from concurrent.futures import ThreadPoolExecutor
 
+        self.threads = threads
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="convkit-band")
 
-    def submit(self, function, work: _Pass, position: int):
+    def submit(self, function: Callable, work: _Pass, position: int):
         return self._pool.submit(function, work, position)
 
     def close(self) -> None:

@@ -32,7 +32,8 @@ from convkit.cluster import (
 )
 from convkit.errors import UsageError
 from convkit.imageio import encode_image, temporary_prefix
-from convkit.kernels import get_kernel
+from convkit.kernels import Kernel, get_kernel
+from convkit.padding import make_padding
 from convkit.pipeline import ApplySettings, ImageReport, plan_outputs
 from tests.cluster_support import (
     ROOT,
@@ -473,3 +474,151 @@ def _wait_for_outputs_and_helpers(batch, out: Path, outputs: int, helpers: int) 
             return found
         time.sleep(0.02)
     raise AssertionError("the batch did not start its workers and write")
+
+
+# --- A tiled image's bands on the cluster ---------------------------------------------------
+
+# Asymmetric, even-sized, off-centre: halos differ on every side and cross band borders.
+ODD_KERNEL = Kernel("odd", np.arange(35, dtype=float).reshape(7, 5) % 5 - 2, anchor=(1, 3))
+
+
+@pytest.fixture
+def small_bands(monkeypatch):
+    """Bands of one 256-row tile row and chunks of 256 columns (the plan is made here and
+    sent to the workers): a 700 x 900 image is cut into 3 bands of 4 chunks."""
+    from convkit import tiled
+
+    monkeypatch.setattr(tiled, "BAND_ROWS", (256,))
+    monkeypatch.setattr(tiled, "CHUNK_COLUMNS", (256,))
+
+
+def big_tiff(folder: Path, channels: int = 1) -> Path:
+    """A TIFF beyond the tests' --max-pixels (tiled 32 x 48, alpha as an extra sample)."""
+    import tifffile
+
+    rng = np.random.default_rng(700)
+    shape = (700, 900) + ((channels,) if channels > 1 else ())
+    options = {"photometric": "rgb"} if channels >= 3 else {}
+    if channels in (2, 4):
+        options["extrasamples"] = ["unassalpha"]
+    path = folder / f"big{channels}.tif"
+    folder.mkdir(parents=True, exist_ok=True)
+    tifffile.imwrite(path, rng.integers(0, 256, shape, np.uint8), tile=(32, 48), metadata=None,
+                     **options)  # fmt: skip
+    return path
+
+
+def tiled_tasks(source: Path, kernels, settings: ApplySettings) -> list[Task]:
+    inputs = expand_inputs([str(source)])
+    outputs = plan_outputs(inputs.images, kernels, settings)[1]
+    return [Task(i, tuple(o)) for i, o in zip(inputs.images, outputs, strict=True)]
+
+
+def band_keys(stream) -> list[str]:
+    return [str(t["key"]) for t in stream.data if str(t["key"]).startswith("convkit-band-")]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("channels", [1, 4])
+def test_a_tiled_images_bands_run_on_the_cluster_as_in_a_local_run(
+    cluster, tmp_path, small_bands, channels
+):
+    """A TIFF beyond --max-pixels runs in tiles whose bands are tasks on the workers (two
+    passes a kernel under minmax); the outputs equal a local tiled run's byte for byte, the
+    rows theirs."""
+    from distributed import Client, get_task_stream
+
+    from convkit.tiled import apply_tiled
+
+    source = big_tiff(tmp_path / "in", channels)
+    kernels = [get_kernel("sharpen"), ODD_KERNEL]
+    settings = ApplySettings(backends=("filter2d",), compare=False, max_pixels=10_000,
+                             rescale="minmax", padding=make_padding("wrap"))  # fmt: skip
+    local = settings._replace(out_dir=tmp_path / "local")
+    expected = apply_tiled(source, kernels, local, tiled_tasks(source, kernels, local)[0].outputs)
+    remote = settings._replace(out_dir=tmp_path / "remote")
+    tasks = tiled_tasks(source, kernels, remote)
+    with (
+        Client(cluster.address, set_as_default=False) as watcher,
+        get_task_stream(client=watcher) as stream,
+    ):
+        outcomes = run(tasks, kernels, remote, cluster.address)
+    assert len(band_keys(stream)) == 3 * 2 * len(kernels)  # 3 bands, 2 passes, 2 kernels
+    assert files(tmp_path / "remote") == files(tmp_path / "local")
+    assert len(files(tmp_path / "local")) == len(kernels)
+    rows = [row.as_dict() for row in expected.rows]
+    assert comparable(rows_of(outcomes)) == comparable(rows)
+
+
+@pytest.mark.slow
+def test_a_tiled_image_survives_a_killed_worker(tmp_path, small_bands, monkeypatch):
+    """SIGKILL one of two workers once the first band is back: the bands it held run again
+    on the other; the output equals a local run's, no temporary is left."""
+    from convkit import cluster as cluster_module
+    from convkit.tiled import apply_tiled
+
+    source = big_tiff(tmp_path / "in")
+    kernels = [ODD_KERNEL]
+    # the naive loop: about a second a band, so that the victim holds one when it dies
+    settings = ApplySettings(backends=("naive",), compare=False, max_pixels=10_000)
+    local = settings._replace(out_dir=tmp_path / "local")
+    apply_tiled(source, kernels, local, tiled_tasks(source, kernels, local)[0].outputs)
+    remote = settings._replace(out_dir=tmp_path / "remote")
+    tasks = tiled_tasks(source, kernels, remote)
+    with DaskCluster(tmp_path / "cluster") as running:
+        victim = running.workers[0]
+        result = cluster_module._BandFuture.result
+
+        def kill_after_the_first(self):
+            band = result(self)
+            if victim.poll() is None:
+                victim.send_signal(signal.SIGKILL)
+            return band
+
+        monkeypatch.setattr(cluster_module._BandFuture, "result", kill_after_the_first)
+        outcomes = run(tasks, kernels, remote, running.address)
+        assert victim.wait(10) == -signal.SIGKILL
+    assert_gone([p.pid for p in running.processes])
+    assert isinstance(outcomes[0], ImageReport)
+    assert files(tmp_path / "remote") == files(tmp_path / "local")
+    assert not temporaries(tmp_path / "remote")
+
+
+def test_a_band_whose_input_a_worker_cannot_see_names_the_path(tmp_path):
+    from convkit import tiled
+    from convkit.cluster import BandJob, _versions, run_band
+    from convkit.errors import ImageReadError
+
+    source = big_tiff(tmp_path)
+    image = tiled.open_tiled(source)
+    settings = ApplySettings(backends=("filter2d",), out_dir=tmp_path / "out")
+    plan_ = tiled.plan_tiles(image.shape, 1, 1, [ODD_KERNEL], "filter2d", None)
+    work = tiled._Pass(None, ODD_KERNEL, settings, "filter2d", plan_, image.shape, None, None)
+    gone = image._replace(path=tmp_path / "elsewhere" / "big1.tif")
+    with pytest.raises(ImageReadError) as error:
+        run_band(tiled.filter_band, BandJob(work, gone, _versions(), None), 0)
+    message = str(error.value)
+    assert str(gone.path) in message and "not found on dask worker" in message
+    assert "shared filesystem" in message
+    band = run_band(tiled.filter_band, BandJob(work, image, _versions(), None), 0)
+    assert band.rows[0].shape[1:] == (min(256, image.shape[0]), tiled.TILE)
+
+
+@pytest.mark.slow
+def test_cli_a_tiled_image_on_a_local_cluster_matches_the_local_run(tmp_path):
+    """``convkit apply big.tif --scheduler local:2``: the output TIFF byte-identical to the
+    run without a cluster, the comparison written, no process left."""
+    source = big_tiff(tmp_path / "in", 4)
+    options = ["-k", "sharpen", "--max-pixels", "10000"]
+    alone = convkit("apply", source, *options, "-o", tmp_path / "alone")
+    assert alone.returncode == 0, alone.stderr
+    before = descendants(os.getpid())
+    spread = convkit("apply", source, *options, "-o", tmp_path / "spread", "--scheduler",
+                     "local:2")  # fmt: skip
+    assert spread.returncode == 0, spread.stderr
+    assert_gone(descendants(os.getpid()) - before)
+    assert (
+        files(tmp_path / "spread")["big4_sharpen.tif"]
+        == (files(tmp_path / "alone")["big4_sharpen.tif"])
+    )
+    assert "big4_sharpen_compare.png" in files(tmp_path / "spread")
