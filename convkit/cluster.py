@@ -11,6 +11,15 @@ process pool (`convkit.pool`).
   An image a worker cannot read, or an output it cannot write, fails that image with a
   message that names the path and the worker. Only an image read from standard input travels
   as bytes through the scheduler.
+- **A tiled image's bands are tasks too.** An image that runs in tiles (a TIFF or Zarr
+  beyond ``--max-memory`` or ``--max-pixels``, `convkit.tiled`) is not one task: this
+  process plans it (its header), sends each band as a task (`ClusterBands`, `run_band`:
+  the worker reads the band's rows and halo from the input at its path, filters them and
+  returns the band's tiles) and writes the output TIFF and the comparison itself, at the
+  planned paths. So the workers need to see the input (a shared filesystem, as for any
+  image), and only this machine writes a tiled image's outputs; the bands' pixels travel
+  through dask (about the output's size). As many bands at a time as the cluster has
+  threads; a band whose worker dies runs again elsewhere (it writes nothing).
 - **The kernels and settings are sent once**, pickled into a task of their own that every
   image's task depends on: a worker runs it or fetches its result from another, and the
   scheduler can run it again if every worker that held it has died (scattered data would be
