@@ -2,28 +2,33 @@
 
 1. A 20000 x 20000 grey uint8 TIFF (400 MB, tiled 256 x 256, made in a temporary folder)
    filtered with the 3x3 ``sharpen`` and the 21x21 ``large_blur`` box, each tool in its own
-   process, its wall time, CPU time and peak RSS (``os.wait4``) measured:
-   - convkit: `convkit.tiled.apply_tiled` under ``max_memory`` 128M, backend filter2d, no
-     comparison picture (what ``convkit apply big.tif -k K --max-memory 128M -b filter2d
-     --no-compare`` runs once wired), writing a tiled TIFF;
+   process, its wall time, CPU time and peak RSS (``os.wait4``) measured; the tools take
+   turns (one run of each, then the next round), and the load average before each run is
+   recorded, as the machine may be shared:
+   - convkit: ``convkit apply big.tif -k K --max-memory 128M -b filter2d --no-compare``,
+     the command line as a user runs it (start-up included), writing a tiled TIFF; also
+     with its comparison (default backends: the naive loop on a crop) and, with
+     ``--cluster``, through ``--scheduler local:2``;
    - ``vips conv`` (streaming; ``--precision integer``, exact for these integer masks, and
      ``approximate``, which libvips offers for large masks), writing a tiled TIFF;
    - ``dask_image.ndfilters.convolve`` on the file read lazily (tifffile's Zarr view) in
      convkit's own chunking, float32, clipped and rounded to uint8 as convkit does,
      written with ``to_zarr``.
    Each output is compared with convkit's in a corner (where the padding shows) and in the
-   centre (max |difference| in grey levels).
+   centre (max |difference| in grey levels). convkit's time against vips's is the median
+   of the ratios of runs made side by side.
 2. ``wrap`` and ``reflect101`` agreement across chunk borders: a 1000 x 1300 image in
    256 x 256 chunks, convkit's lazy response and dask-image's against the in-memory one.
 3. How the tiled run's time and peak memory grow from 1e8 to 1e9 pixels (sharpen).
 
 dask-image is not a convkit dependency: ``pip install dask-image`` to include it (skipped
 with a message otherwise); ``vips`` comes with libvips-tools (``apt-get install
-libvips-tools``; skipped with a message where missing). The machine's load average is
-printed with the results: on a shared machine, CPU time says more than wall time.
+libvips-tools``; skipped with a message where missing). On a shared machine, CPU time says
+more than wall time.
 
-    python benchmarks/scale.py [--side 20000] [--runs 3] [--sizes 1e8,2.5e8,4e8,1e9]
-                               [--skip-peers] [--skip-scaling] [--keep DIR]
+    python benchmarks/scale.py [--side 20000] [--runs 3] [--kernels sharpen,large_blur]
+                               [--tools convkit,compare,vips,dask-image] [--cluster]
+                               [--sizes 1e8,2.5e8,4e8,1e9] [--skip-scaling] [--keep DIR]
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ import sys
 import tempfile
 import textwrap
 import time
+from functools import partial
 from pathlib import Path
 from typing import NamedTuple
 
@@ -48,15 +54,20 @@ LIMIT = 128 * 2**20
 KERNELS = ("sharpen", "large_blur")
 
 
+ROOT = Path(__file__).resolve().parent.parent
+
+
 class Measure(NamedTuple):
     wall: float  # seconds
     cpu: float  # user + system seconds
     peak: int  # bytes of peak RSS
+    load: float = 0.0  # the 1-minute load average when it started
 
 
 def run_measured(command: list[str], env: dict | None = None) -> Measure:
     """Run ``command`` to its end; its wall time, CPU time and peak RSS (its own, by
-    ``wait4``)."""
+    ``wait4``), and the load average as it started."""
+    load = os.getloadavg()[0]
     started = time.perf_counter()
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(process.pid, 0)
@@ -66,7 +77,7 @@ def run_measured(command: list[str], env: dict | None = None) -> Measure:
     if process.returncode:
         raise RuntimeError(f"{command[0]} failed ({process.returncode}): {err.decode()[-2000:]}")
     del out
-    return Measure(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss * 1024)
+    return Measure(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss * 1024, load)
 
 
 def median_of(runs: list[Measure]) -> Measure:
@@ -74,7 +85,15 @@ def median_of(runs: list[Measure]) -> Measure:
         statistics.median(r.wall for r in runs),
         statistics.median(r.cpu for r in runs),
         max(r.peak for r in runs),
+        statistics.median(r.load for r in runs),
     )
+
+
+def child_env() -> dict[str, str]:
+    """This checkout first on the path, whether convkit is installed or not."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    return env
 
 
 # --- the image ----------------------------------------------------------------------------
@@ -103,25 +122,6 @@ def make_image(path: Path, side: int) -> Path:
 
 # --- the tools ----------------------------------------------------------------------------
 
-CONVKIT_CHILD = textwrap.dedent(
-    """
-    import sys
-    from pathlib import Path
-    from convkit.kernels import get_kernel
-    from convkit.pipeline import ApplySettings
-    from convkit.tiled import apply_tiled, limit_heap_retention
-
-    source, output, kernel = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
-    limit, compare = int(sys.argv[4]), sys.argv[5] == "1"
-    limit_heap_retention()  # as the command line does before a tiled run
-    settings = ApplySettings(out_dir=output.parent, max_memory=limit, compare=compare,
-                             backends=None if compare else ("filter2d",))
-    picture = output.with_name(output.stem + "_compare.png") if compare else None
-    report = apply_tiled(source, [get_kernel(kernel)], settings, [(output, picture)])
-    print(report.notes[-1], file=sys.stderr)
-    """
-)
-
 DASK_IMAGE_CHILD = textwrap.dedent(
     """
     import sys
@@ -141,11 +141,19 @@ DASK_IMAGE_CHILD = textwrap.dedent(
 )
 
 
-def convkit_run(source: Path, output: Path, kernel: str, compare: bool = False) -> Measure:
+def convkit_run(source: Path, output: Path, kernel: str, compare: bool = False,
+                scheduler: str | None = None) -> Measure:  # fmt: skip
+    """``convkit apply`` as a user runs it; ``output`` is the filtered image it writes."""
     output.unlink(missing_ok=True)
-    command = [sys.executable, "-c", CONVKIT_CHILD, str(source), str(output), kernel,
-               str(LIMIT), "1" if compare else "0"]  # fmt: skip
-    return run_measured(command)
+    output.with_name(output.stem + "_compare.png").unlink(missing_ok=True)
+    command = [sys.executable, "-m", "convkit", "apply", str(source), "-k", kernel,
+               "--max-memory", f"{LIMIT // 2**20}M", "-o", str(output.parent),
+               "--quiet"]  # fmt: skip
+    if not compare:
+        command += ["-b", "filter2d", "--no-compare"]
+    if scheduler is not None:
+        command += ["--scheduler", scheduler]
+    return run_measured(command, child_env())
 
 
 def vips_mask(kernel: str, folder: Path) -> Path:
@@ -173,7 +181,7 @@ def dask_image_run(source: Path, output: Path, kernel: str, chunks: tuple[int, i
     shutil.rmtree(output, ignore_errors=True)
     command = [sys.executable, "-c", DASK_IMAGE_CHILD, str(source), str(output), kernel,
                str(chunks[0]), str(chunks[1])]  # fmt: skip
-    return run_measured(command)
+    return run_measured(command, child_env())
 
 
 def convkit_chunks(side: int, kernel: str) -> tuple[int, int]:
@@ -206,7 +214,16 @@ def agreement(reference: Path, other: Path, side: int) -> str:
 # --- the sections -------------------------------------------------------------------------
 
 
-def peers_table(folder: Path, side: int, runs: int, skip_peers: bool) -> list[str]:
+class Tool(NamedTuple):
+    label: str
+    run: object  # () -> Measure
+    output: Path | None  # compared with convkit's, where given
+
+
+def peers_table(folder: Path, side: int, runs: int, kernels: list[str], tools: set[str],
+                cluster: bool) -> list[str]:  # fmt: skip
+    from convkit.kernels import get_kernel
+
     source = make_image(folder / "big.tif", side)
     vips = shutil.which("vips")
     try:
@@ -217,46 +234,62 @@ def peers_table(folder: Path, side: int, runs: int, skip_peers: bool) -> list[st
         has_dask_image = False
     lines = [
         f"### {side}x{side} grey uint8 TIFF ({source.stat().st_size / 1e6:.0f} MB, tiled "
-        f"{TILE}x{TILE}), median of {runs} runs; differences in grey levels, in a 512x512",
-        "corner (where the padding shows) and in the centre",
+        f"{TILE}x{TILE}), median of {runs} runs taken in turns; differences in grey levels,",
+        "in a 512x512 corner (where the padding shows) and in the centre; load: the 1-minute",
+        f"load average as each run started ({os.cpu_count()} cores)",
         "",
-        "| kernel | tool | wall s | CPU s | peak RSS MB | max abs diff vs convkit |",
-        "|---|---|---|---|---|---|",
+        "| kernel | tool | wall s | CPU s | peak RSS MB | load | max abs diff vs convkit |",
+        "|---|---|---|---|---|---|---|",
     ]
-    for kernel in KERNELS:
-        ours = folder / f"convkit_{kernel}.tif"
-        measure = median_of([convkit_run(source, ours, kernel) for _ in range(runs)])
-        lines.append(_row(kernel, "convkit tiled, 128M", measure, "-"))
-        if skip_peers:
-            continue
-        if vips is None:
-            lines.append(f"| {kernel} | vips conv | skipped: vips not installed | | | |")
-        else:
+    skipped = []
+    for kernel in kernels:
+        ours = folder / "convkit" / f"big_{kernel}.tif"
+        chosen = [Tool("convkit tiled, 128M", partial(convkit_run, source, ours, kernel), None)]
+        if "compare" in tools:
+            shown = folder / "compare" / f"big_{kernel}.tif"
+            run = partial(convkit_run, source, shown, kernel, compare=True)
+            chosen.append(Tool("convkit tiled + comparison (naive on the crop)", run, None))
+        if cluster:
+            spread = folder / "cluster" / f"big_{kernel}.tif"
+            run = partial(convkit_run, source, spread, kernel, scheduler="local:2")
+            chosen.append(Tool("convkit tiled, --scheduler local:2", run, spread))
+        if "vips" in tools and vips is None:
+            skipped.append(f"| {kernel} | vips conv | skipped: vips not installed | | | | |")
+        elif "vips" in tools:
             mask = vips_mask(kernel, folder)
-            for precision in ("integer", "approximate"):
+            large = max(get_kernel(kernel).shape) >= 7  # libvips's option for large masks
+            for precision in ("integer", "approximate") if large else ("integer",):
                 theirs = folder / f"vips_{kernel}_{precision}.tif"
-                measure = median_of(
-                    [vips_run(vips, source, theirs, mask, precision) for _ in range(runs)]
-                )
-                lines.append(_row(kernel, f"vips conv --precision {precision}", measure,
-                                  agreement(ours, theirs, side)))  # fmt: skip
-        if not has_dask_image:
-            lines.append(f"| {kernel} | dask-image | skipped: pip install dask-image | | | |")
-            continue
-        chunks = convkit_chunks(side, kernel)
-        theirs = folder / f"dask_image_{kernel}.zarr"
-        measure = median_of([dask_image_run(source, theirs, kernel, chunks) for _ in range(runs)])
-        label = f"dask-image convolve, chunks {chunks[0]}x{chunks[1]}"
-        lines.append(_row(kernel, label, measure, agreement(ours, theirs, side)))
-    measure = convkit_run(source, folder / "convkit_default.tif", "sharpen", compare=True)
-    lines.append(_row("sharpen", "convkit tiled + comparison (naive on the crop)", measure, "-"))
-    return lines
+                run = partial(vips_run, vips, source, theirs, mask, precision)
+                chosen.append(Tool(f"vips conv --precision {precision}", run, theirs))
+        if "dask-image" in tools and not has_dask_image:
+            skipped.append(f"| {kernel} | dask-image | skipped: pip install dask-image | | | | |")
+        elif "dask-image" in tools:
+            chunks = convkit_chunks(side, kernel)
+            theirs = folder / f"dask_image_{kernel}.zarr"
+            run = partial(dask_image_run, source, theirs, kernel, chunks)
+            chosen.append(Tool(f"dask-image convolve, chunks {chunks[0]}x{chunks[1]}", run, theirs))
+        measures: dict[str, list[Measure]] = {tool.label: [] for tool in chosen}
+        for _ in range(runs):
+            for tool in chosen:
+                measures[tool.label].append(tool.run())
+        for tool in chosen:
+            diff = "-" if tool.output is None else agreement(ours, tool.output, side)
+            lines.append(_row(kernel, tool.label, median_of(measures[tool.label]), diff))
+        vips_runs = measures.get("vips conv --precision integer")
+        if vips_runs:
+            pairs = list(zip(measures[chosen[0].label], vips_runs, strict=True))
+            wall = statistics.median(a.wall / b.wall for a, b in pairs)
+            cpu = statistics.median(a.cpu / b.cpu for a, b in pairs)
+            lines.append(f"| {kernel} | convkit / vips integer, run by run | {wall:.2f}x | "
+                         f"{cpu:.2f}x | | | |")  # fmt: skip
+    return lines + skipped
 
 
 def _row(kernel: str, tool: str, measure: Measure, diff: str) -> str:
     return (
         f"| {kernel} | {tool} | {measure.wall:.2f} | {measure.cpu:.2f} | "
-        f"{measure.peak / 2**20:.0f} | {diff} |"
+        f"{measure.peak / 2**20:.0f} | {measure.load:.1f} | {diff} |"
     )
 
 
@@ -303,22 +336,24 @@ def scaling_table(folder: Path, sizes: list[float]) -> list[str]:
     lines = [
         "### Tiled run (sharpen, 128M) from 1e8 to 1e9 pixels",
         "",
-        "| pixels | side | wall s | CPU s | peak RSS MB | MP/s |",
-        "|---|---|---|---|---|---|",
+        "| pixels | side | wall s | CPU s | peak RSS MB | MP/s | load |",
+        "|---|---|---|---|---|---|---|",
     ]
     for pixels in sizes:
         side = math.isqrt(int(pixels))
         if 2.2 * side * side > free:
-            lines.append(f"| {pixels:.2g} | {side} | skipped: {free / 1e9:.0f} GB free | | | |")
+            lines.append(f"| {pixels:.2g} | {side} | skipped: {free / 1e9:.0f} GB free | | | | |")
             continue
         source = make_image(folder / f"scale_{side}.tif", side)
-        measure = convkit_run(source, folder / f"scale_{side}_out.tif", "sharpen")
+        output = folder / "scaling" / f"scale_{side}_sharpen.tif"
+        measure = convkit_run(source, output, "sharpen")
         lines.append(
             f"| {pixels:.2g} | {side} | {measure.wall:.2f} | {measure.cpu:.2f} | "
-            f"{measure.peak / 2**20:.0f} | {side * side / 1e6 / measure.wall:.0f} |"
+            f"{measure.peak / 2**20:.0f} | {side * side / 1e6 / measure.wall:.0f} | "
+            f"{measure.load:.1f} |"
         )
         source.unlink()
-        (folder / f"scale_{side}_out.tif").unlink(missing_ok=True)
+        output.unlink(missing_ok=True)
     return lines
 
 
@@ -327,16 +362,26 @@ def main() -> None:
     parser.add_argument("--side", type=int, default=20000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--sizes", default="1e8,2.5e8,4e8,1e9")
-    parser.add_argument("--skip-peers", action="store_true")
+    parser.add_argument("--kernels", default=",".join(KERNELS))
+    parser.add_argument(
+        "--tools",
+        default="convkit,compare,vips,dask-image",
+        help="which rows: convkit (always), compare, vips, dask-image",
+    )
+    parser.add_argument("--cluster", action="store_true", help="also --scheduler local:2")
     parser.add_argument("--skip-scaling", action="store_true")
+    parser.add_argument("--skip-wrap", action="store_true")
     parser.add_argument("--keep", type=Path, default=None, help="work in DIR and keep it")
     args = parser.parse_args()
     folder = args.keep or Path(tempfile.mkdtemp(prefix="convkit-scale-"))
     folder.mkdir(parents=True, exist_ok=True)
     load = os.getloadavg()
+    tools = set(args.tools.split(","))
     try:
-        lines = peers_table(folder, args.side, args.runs, args.skip_peers) + [""]
-        lines += wrap_table() + [""]
+        lines = peers_table(folder, args.side, args.runs, args.kernels.split(","), tools,
+                            args.cluster) + [""]  # fmt: skip
+        if not args.skip_wrap:
+            lines += wrap_table() + [""]
         if not args.skip_scaling:
             lines += scaling_table(folder, [float(s) for s in args.sizes.split(",")])
     finally:
