@@ -16,8 +16,8 @@ turns them into RGB for the GIF.
 
 from __future__ import annotations
 
-import io
 import math
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,16 +47,20 @@ from convkit.compare import (
 )
 from convkit.engine import as_kernel, check_fits, check_image
 from convkit.errors import UsageError
-from convkit.explain import Explanation, explain
+from convkit.explain import Explanation, explain, printable
 from convkit.kernels import Kernel
 from convkit.padding import make_padding, output_shape
 
 ANIMATE_MAX_SIDE = 16  # larger images are refused: one frame per pixel, numbers in every cell
+# The padded input drawn has at most this many cells a side: a 16x16 image under the bank's
+# largest kernel (large_blur, 21x21). Larger grids take minutes to draw, 256 times over.
+ANIMATE_MAX_GRID = ANIMATE_MAX_SIDE + 20
 DEFAULT_FPS = 2.0
 MAX_FPS = 50.0  # GIF delays are in hundredths of a second; viewers slow anything faster
 LAST_FRAME_SECONDS = 3.0  # the finished output stays up this long before the loop restarts
 CUBE_LEVELS = 6  # the GIF's palette: a 6x6x6 colour cube ...
 EXTRA_GREYS = 38  # ... and greys between its six, 254 colours in all
+UNCHANGED = 255  # the palette index of a frame's transparent pixels: those left as they were
 
 GRIDS_WIDTH_GOAL = 720  # px that the input and output grids together aim to fill
 CELL_LARGEST = 72
@@ -96,6 +100,41 @@ def check_animation_size(image: np.ndarray) -> None:
         f"the image is {width}x{height}: animate draws images up to {ANIMATE_MAX_SIDE}x"
         f"{ANIMATE_MAX_SIDE} (one frame per output pixel); pick a part with --crop Y,X,H,W, "
         f"e.g. --crop {y},{x},{h},{w}"
+    )
+
+
+def check_grid_size(
+    image: np.ndarray,
+    kernel: Kernel | np.ndarray | str,
+    padding: str = "replicate",
+    anchor: tuple[int, int] | None = None,
+) -> None:
+    """A `UsageError` when the padded input would have more than `ANIMATE_MAX_GRID` cells a
+    side (the image plus the kernel's reach), naming the largest kernel that fits.
+
+    Examples
+    --------
+    >>> check_grid_size(np.zeros((16, 16)), "large_blur")
+    >>> check_grid_size(np.zeros((16, 16)), "box:25")
+    Traceback (most recent call last):
+    ...
+    convkit.errors.UsageError: kernel 'box:25' (25x25) over the 16x16 image makes a padded input of 40x40 cells: animate draws up to 36x36; use a kernel up to 21x21, a smaller --crop, or --padding valid
+    """  # noqa: E501
+    kernel = as_kernel(kernel)
+    if anchor is not None:
+        kernel = kernel.anchored(anchor)
+    if make_padding(padding).mode == "valid":
+        return
+    (height, width), (kh, kw) = image.shape[:2], kernel.shape
+    rows, columns = height + kh - 1, width + kw - 1
+    if max(rows, columns) <= ANIMATE_MAX_GRID:
+        return
+    fits = (ANIMATE_MAX_GRID + 1 - height, ANIMATE_MAX_GRID + 1 - width)
+    raise UsageError(
+        f"kernel {kernel.name!r} ({kh}x{kw}) over the {width}x{height} image makes a padded "
+        f"input of {columns}x{rows} cells: animate draws up to {ANIMATE_MAX_GRID}x"
+        f"{ANIMATE_MAX_GRID}; use a kernel up to {fits[0]}x{fits[1]}, a smaller --crop, or "
+        "--padding valid"
     )
 
 
@@ -236,6 +275,7 @@ def slide_frames(
     """
     image = check_image(image)
     check_animation_size(image)
+    check_grid_size(image, kernel, padding, anchor)
     records = explain_every_pixel(
         image, kernel, padding=padding, cval=cval, flip=flip, anchor=anchor,
         rescale=rescale, bias=bias, activation=activation, channel_names=channel_names,
@@ -564,7 +604,7 @@ def _title(record: Explanation) -> str:
     kh, kw = record.kernel.shape
     height, width = record.image_shape[:2]
     operation = "convolution (kernel flipped)" if record.flip else "correlation"
-    return (f"{record.kernel.name} {kh}x{kw} over a {width}x{height} image | "
+    return (f"{printable(record.kernel.name)} {kh}x{kw} over a {width}x{height} image | "
             f"padding {record.padding.mode} | {operation}")  # fmt: skip
 
 
@@ -664,33 +704,66 @@ def encode_animation(frames: Sequence[np.ndarray], fps: float = DEFAULT_FPS) -> 
     -------
     bytes
         The GIF, with one fixed palette for every frame (`gif_palette`): colours never
-        drift from frame to frame, and a weight's small coloured tag keeps its colour.
+        drift from frame to frame, and a weight's small coloured tag keeps its colour. Each
+        frame after the first holds only the rectangle that changed; one frame is drawn and
+        encoded at a time (Pillow's own animated writer keeps every frame in memory: 256
+        large frames took gigabytes).
 
     Raises
     ------
     UsageError
         For no frames, frames of different sizes or types, or an fps out of range.
     """
-    from PIL import Image
+    from PIL import GifImagePlugin, Image
 
     delay = _frame_milliseconds(fps)
     if len(frames) == 0:
         raise UsageError("an animation needs at least one frame")
     shape = _checked_frame(frames[-1], len(frames) - 1, None)
     palette = gif_palette()
-
-    def paletted(index: int) -> Image.Image:
+    last = max(delay * 4, round(LAST_FRAME_SECONDS * 1000))
+    gif = bytearray(_gif_header(shape[1], shape[0], palette))
+    previous = None
+    for index in range(len(frames)):
         frame = frames[index]
         _checked_frame(frame, index, shape)
-        return _rgb(frame).quantize(palette=palette, dither=Image.Dither.NONE)
+        paletted = _rgb(frame).quantize(palette=palette, dither=Image.Dither.NONE)
+        indices = np.array(paletted)
+        top, left, bottom, right = _changed_box(previous, indices)
+        part = indices[top:bottom, left:right]
+        if previous is not None:  # what did not change shows through: long runs, small LZW
+            part = np.where(previous[top:bottom, left:right] == part, UNCHANGED, part)
+        picture = Image.fromarray(np.ascontiguousarray(part, dtype=np.uint8), "P")
+        duration = last if index == len(frames) - 1 else delay
+        # Disposal 1: each frame is drawn over the one before, which it leaves in place.
+        for chunk in GifImagePlugin.getdata(picture, offset=(left, top), duration=duration,
+                                            disposal=1, transparency=UNCHANGED):  # fmt: skip
+            gif += chunk
+        previous = indices
+    gif += b";"
+    return bytes(gif)
 
-    first = paletted(0)
-    rest = (paletted(i) for i in range(1, len(frames)))
-    durations = [delay] * (len(frames) - 1) + [max(delay * 4, round(LAST_FRAME_SECONDS * 1000))]
-    buffer = io.BytesIO()
-    first.save(buffer, format="GIF", save_all=True, append_images=rest, duration=durations,
-               loop=0, optimize=True)  # fmt: skip
-    return buffer.getvalue()
+
+def _gif_header(width: int, height: int, palette) -> bytes:
+    """GIF89a, the canvas, a global table of 256 colours (the palette's, then black), and
+    the NETSCAPE extension that loops forever."""
+    colours = bytes(palette.getpalette()[: 3 * 256])
+    table = colours + bytes(3 * 256 - len(colours))
+    screen = struct.pack("<HHBBB", width, height, 0x80 | 7, 0, 0)
+    loop = b"!\xff\x0bNETSCAPE2.0\x03\x01" + struct.pack("<H", 0) + b"\x00"
+    return b"GIF89a" + screen + table + loop
+
+
+def _changed_box(previous: np.ndarray | None, indices: np.ndarray) -> tuple[int, int, int, int]:
+    """(top, left, bottom, right) of the pixels that differ from the previous frame: the
+    whole frame first, one pixel when nothing changed."""
+    if previous is None:
+        return 0, 0, indices.shape[0], indices.shape[1]
+    changed = previous != indices
+    rows, columns = np.flatnonzero(changed.any(axis=1)), np.flatnonzero(changed.any(axis=0))
+    if rows.size == 0:
+        return 0, 0, 1, 1
+    return int(rows[0]), int(columns[0]), int(rows[-1]) + 1, int(columns[-1]) + 1
 
 
 def write_animation(frames: Sequence[np.ndarray], path: str | Path,
@@ -719,8 +792,8 @@ def write_animation(frames: Sequence[np.ndarray], path: str | Path,
 
 def gif_palette():
     """A Pillow palette image of the 216 colours of a 6x6x6 cube and 38 greys between them:
-    every grey within 3 levels, any colour near enough, one index left for transparency
-    (unchanged pixels, which Pillow's delta frames make transparent)."""
+    every grey within 3 levels, any colour near enough; index `UNCHANGED` is left for
+    the pixels that a frame leaves as they were."""
     from PIL import Image
 
     levels = np.linspace(0, 255, CUBE_LEVELS).round().astype(int)

@@ -16,7 +16,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from convkit.backends import reference_backend
-from convkit.engine import DEFAULT_BACKEND, as_kernel, check_image, convolve
+from convkit.engine import (
+    DEFAULT_BACKEND,
+    as_kernel,
+    check_fits,
+    check_image,
+    convolve,
+    convolve_to_image,
+)
 from convkit.errors import UsageError
 from convkit.kernels import Kernel
 from convkit.padding import Padding, make_padding, pad_image
@@ -26,7 +33,6 @@ from convkit.postprocess import (
     output_dtype,
     pixel_steps,
     split_alpha,
-    to_image,
 )
 
 # Matrices larger than this a side are left out of the text (the record holds them all).
@@ -227,6 +233,7 @@ def explain(
     if flip:
         placed = placed.flipped()
     colour, alpha = split_alpha(image)
+    check_fits(colour.shape, placed, padding)
     y, x = _checked_pixel(at, colour.shape, placed, padding)
     ay, ax = placed.anchor
     output_at = (y - ay, x - ax) if padding.mode == "valid" else (y, x)
@@ -234,24 +241,34 @@ def explain(
     outside = (positions < 0).any(axis=-1) | (positions >= colour.shape[:2]).any(axis=-1)
     options = {"padding": padding, "flip": flip, "anchor": anchor}
     region = (*output_at, 1, 1)
+    # The textbook loop on the pixel's window, padded in floats: a cval that the image's
+    # own type cannot hold (12.5, -3 or 300 for 8-bit) is used as given, as apply uses it.
+    samples = colour.astype(np.float64)
     sums = _plane_values(
         convolve(
-            colour, _without_offset(kernel), backend=reference_backend(), region=region, **options
+            samples, _without_offset(kernel), backend=reference_backend(), region=region, **options
         )  # fmt: skip
     )
     responses = _plane_values(
-        convolve(colour, kernel, backend=reference_backend(), region=region, **options)
+        convolve(samples, kernel, backend=reference_backend(), region=region, **options)
     )
-    pixels, value_range = _written_pixels(colour, kernel, options, region, policy, bias, activation)
+    pixels, value_range, whole = _written_pixels(
+        colour, kernel, options, output_at, policy, bias, activation
+    )
+    planes = [colour] if colour.ndim == 2 else [colour[..., c] for c in range(colour.shape[2])]
+    steps_of = _steps_maker(colour, kernel, policy, bias, activation, value_range)
+    if any(steps_of(s, r)[-1][1] != p for s, r, p in zip(sums, responses, pixels, strict=True)):
+        # The loop's order of summation gave a last bit other than apply's backend (the
+        # sum of non-dyadic weights, on a tie of the rounding): the steps are then worked
+        # from that backend's own response at the pixel, so that they end on its pixel.
+        responses = _plane_values(whole(kernel))
+        sums = _plane_values(whole(_without_offset(kernel)))
     planes = [colour] if colour.ndim == 2 else [colour[..., c] for c in range(colour.shape[2])]
     names = _channel_names(channel_names, len(planes), alpha is not None)
     channels = []
     for c, plane in enumerate(planes):
         neighbourhood = _neighbourhood(plane, sources, padding)
-        steps = [("sum", sums[c])]
-        if kernel.offset:
-            steps.append((f"+ offset {kernel.offset:g}", responses[c]))
-        steps += pixel_steps(responses[c], colour, policy, bias, activation, value_range)
+        steps = steps_of(sums[c], responses[c])
         products = neighbourhood * placed.weights
         channels.append(ChannelWork(names[c], neighbourhood, products, steps, pixels[c]))
     if alpha is not None:
@@ -323,18 +340,37 @@ def _neighbourhood(plane: np.ndarray, sources: np.ndarray, padding: Padding) -> 
     return np.where(constant, padding.cval, values).astype(np.float64)
 
 
-def _written_pixels(colour, kernel, options, region, policy, bias, activation):
-    """The pixel `apply` writes at the region, per channel, and the response's range that
-    ``minmax`` stretches (None for the other policies, which work pixel by pixel)."""
-    if policy != "minmax":
-        response = convolve(colour, kernel, backend=reference_backend(), region=region, **options)
-        return _plane_values(to_image(response, colour, policy, bias, activation)), None
-    response = convolve(colour, kernel, backend=DEFAULT_BACKEND, **options)
-    activated = activate(response, bias, activation)
-    value_range = (float(activated.min()), float(activated.max()))
-    pixels = to_image(response, colour, policy, bias, activation)
-    y, x = region[:2]
-    return _plane_values(pixels[y : y + 1, x : x + 1]), value_range
+def _steps_maker(colour, kernel, policy, bias, activation, value_range):
+    """A function (sum, response) -> the steps from the sum down to the pixel."""
+
+    def steps_of(total: float, response: float) -> list[tuple[str, float]]:
+        steps = [("sum", total)]
+        if kernel.offset:
+            steps.append((f"+ offset {kernel.offset:g}", response))
+        return steps + pixel_steps(response, colour, policy, bias, activation, value_range)
+
+    return steps_of
+
+
+def _written_pixels(colour, kernel, options, output_at, policy, bias, activation):
+    """The pixel `apply` writes at ``output_at``, per channel, computed as apply computes it
+    (`convolve_to_image` on the whole image, on apply's backend); the response's range that
+    ``minmax`` stretches (None for the other policies, which work pixel by pixel); and a
+    function giving that backend's response at the pixel for a kernel."""
+    y, x = output_at
+    pixels = convolve_to_image(colour, kernel, backend=DEFAULT_BACKEND, rescale=policy,
+                               bias=bias, activation=activation, **options)  # fmt: skip
+    value_range = None
+    if policy == "minmax":
+        response = convolve(colour, kernel, backend=DEFAULT_BACKEND, **options)
+        activated = activate(response, bias, activation)
+        value_range = (float(activated.min()), float(activated.max()))
+
+    def whole(chosen: Kernel) -> np.ndarray:
+        response = convolve(colour, chosen, backend=DEFAULT_BACKEND, **options)
+        return response[y : y + 1, x : x + 1]
+
+    return _plane_values(pixels[y : y + 1, x : x + 1]), value_range, whole
 
 
 def _plane_values(array: np.ndarray) -> list[float]:
@@ -382,9 +418,9 @@ def explanation_lines(record: Explanation) -> list[str]:
     (kh, kw), (ay, ax) = kernel.shape, kernel.anchor
     operation = "convolution (kernel flipped)" if record.flip else "correlation"
     lines = [
-        f"pixel (row {y}, column {x}) of {record.image_name} "
+        f"pixel (row {y}, column {x}) of {printable(record.image_name)} "
         f"({record.image_shape[1]}x{record.image_shape[0]})",
-        f"kernel {kernel.name} {kh}x{kw}, anchor ({ay}, {ax}); {operation}; "
+        f"kernel {printable(kernel.name)} {kh}x{kw}, anchor ({ay}, {ax}); {operation}; "
         f"padding {_padding_text(padding)}",
     ]
     if padding.mode == "valid":
@@ -477,6 +513,16 @@ def _matrix_lines(
 def _grid_lines(labels: list[list[str]]) -> list[str]:
     width = max(len(label) for row in labels for label in row)
     return ["  " + " ".join(f"{label:>{width}}" for label in row) for row in labels]
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters escaped (a newline as ``\\n``), so that a file or
+    kernel name stays on its line of text and of a figure.
+
+    >>> printable("a\\nb.png")
+    'a\\\\nb.png'
+    """
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def number_text(value: float) -> str:
