@@ -952,8 +952,8 @@ def _teaching_run(image_path, kernel_value, normalize, scale, anchor, padding, c
 
     kernels = _kernels([kernel_value], [], normalize, scale)
     if len(kernels) != 1:
-        names = ", ".join(k.name for k in kernels[:4])
-        raise UsageError(f"--kernel {kernel_value!r} names {len(kernels)} kernels ({names}, ...): "
+        names = ", ".join(k.name for k in kernels[:4]) + (", ..." if len(kernels) > 4 else "")
+        raise UsageError(f"--kernel {kernel_value!r} names {len(kernels)} kernels ({names}): "
                          "give one")  # fmt: skip
     image = read_image(image_path, auto_orient=not no_auto_orient)
     if gray:
@@ -986,19 +986,25 @@ def explain(at, png_path, as_json, **options):
 
     run = _teaching_run(**options)
     if png_path is not None:
-        png_path = _plan_teaching_output(png_path, options["image_path"], run.kernel, "figure")
+        planned = _plan_teaching_output(png_path, options["image_path"], run.kernel, "figure")
+        if png_path.suffix.lower() != ".png":
+            given = str(png_path)
+            raise UsageError(f"--png {given!r}: the figure is a PNG: give a path ending .png")
+        png_path = planned
     record = explain_pixel(run.image, run.kernel, at, channel_names=run.channel_names,
                            image_name=str(options["image_path"]), **run.options)  # fmt: skip
+    written = None
+    if png_path is not None:  # first: an unwritable figure fails before anything is printed
+        from convkit.imageio import encode_image, write_atomic
+
+        written = write_atomic(png_path, encode_image(record.picture()))
     screen = Screen()
     if as_json:
         sys.stdout.write(json.dumps(record.to_dict()) + "\n")
     else:
         for line in record.lines():
             screen.line(line)
-    if png_path is not None:
-        from convkit.imageio import encode_image, write_atomic
-
-        written = write_atomic(png_path, encode_image(record.picture()))
+    if written is not None:
         (Screen(stdout=sys.stderr) if as_json else screen).line(f"wrote {written}")
 
 

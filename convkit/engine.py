@@ -263,10 +263,8 @@ def strip_rows(
     """
     if not KNOWN_BACKENDS[backend].streams or rescale not in PER_PIXEL_POLICIES:
         return None
-    if padding.mode == "constant" and image.dtype.kind in "ui":
-        info, cval = np.iinfo(image.dtype), padding.cval
-        if cval != round(cval) or not info.min <= cval <= info.max:
-            return None
+    if padding.mode == "constant" and not _type_holds(image.dtype, padding.cval):
+        return None
     width = output_shape(image.shape, kernel.shape, padding.mode)[1]
     channels = image.shape[2] if image.ndim == 3 else 1
     return max(1, strip_bytes // (width * channels * 8))
@@ -388,8 +386,27 @@ def _window(request: _Request, region: Region) -> np.ndarray:
     region of the whole response."""
     y, x, height, width = _check_region(region, request)
     kernel = request.kernel
-    padded = pad_image(request.colour, kernel.shape, kernel.anchor, request.padding)
+    padded = pad_image(_holding_cval(request), kernel.shape, kernel.anchor, request.padding)
     return padded[y : y + height + kernel.shape[0] - 1, x : x + width + kernel.shape[1] - 1]
+
+
+def _holding_cval(request: _Request) -> np.ndarray:
+    """The image to pad: as it is, or in the working float type where its own integer type
+    cannot hold the ``constant`` padding's cval (12.5 or -3 on 8-bit would be cut or wrap)."""
+    colour, padding = request.colour, request.padding
+    if padding.mode == "constant" and not _type_holds(colour.dtype, padding.cval):
+        return colour.astype(request.dtype)
+    return colour
+
+
+def _type_holds(dtype: np.dtype, value: float) -> bool:
+    """Whether an array of ``dtype`` holds ``value`` exactly (floats: any finite cval)."""
+    if dtype.kind == "b":
+        return value in (0.0, 1.0)
+    if dtype.kind not in "ui":
+        return True
+    info = np.iinfo(dtype)
+    return value == round(value) and info.min <= value <= info.max
 
 
 def _check_region(region: object, request: _Request) -> Region:

@@ -634,3 +634,20 @@ def test_the_filtered_image_is_to_image_of_the_response(backend, rescale, rng):
     expected = to_image(convolve(rgba, kernel, backend=backend), like=rgba, rescale=rescale,
                         bias=2.0)  # fmt: skip
     np.testing.assert_array_equal(image, expected)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int16, bool])
+@pytest.mark.parametrize("cval", [12.5, -3.5, 70000.0, 1.0])
+def test_a_region_is_padded_with_a_cval_its_image_type_cannot_hold(dtype, cval):
+    """The window of a region is padded in floats where the image's own type would cut or
+    wrap the constant: the region equals that part of the whole response."""
+    image = (np.arange(30).reshape(5, 6) % 2).astype(dtype)
+    weights = np.arange(9, dtype=float).reshape(3, 3) / 7
+    whole = convolve(image, weights, padding="constant", cval=cval)
+    for y, x in [(0, 0), (0, 5), (4, 2), (2, 3)]:
+        region = convolve(image, weights, padding="constant", cval=cval, region=(y, x, 1, 1))
+        assert region[0, 0] == pytest.approx(whole[y, x], abs=1e-12)
+    # An independent oracle for one corner: the padded window written out by hand.
+    window = np.full((3, 3), cval)
+    window[1:, 1:] = image[:2, :2]
+    assert whole[0, 0] == pytest.approx(float((window * weights).sum()), abs=1e-12)

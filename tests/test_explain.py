@@ -306,3 +306,20 @@ def test_huge_coordinates_are_a_usage_error():
                      "99999999999999999999999,0")  # fmt: skip
     assert result.exit_code == 2
     assert "outside the 451x300 image" in result.output
+
+
+def test_png_must_be_a_png_and_is_written_before_anything_is_printed(tmp_path):
+    result = run_cli("explain", SAMPLES / "chelsea.png", "-k", "sharpen", "--at", "1,1",
+                     "--png", tmp_path / "x.jpg")  # fmt: skip
+    assert result.exit_code == 2
+    assert (
+        result.output
+        == f"Error: --png '{tmp_path / 'x.jpg'}': the figure is a PNG: give a path ending .png\n"
+    )
+    blocked = tmp_path / "file"
+    blocked.write_text("")
+    result = run_cli("explain", SAMPLES / "chelsea.png", "-k", "sharpen", "--at", "1,1", "--json",
+                     "--png", blocked / "x.png")  # fmt: skip
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: ") and "{" not in result.output
+    assert list(tmp_path.iterdir()) == [blocked]
