@@ -240,19 +240,13 @@ def explain(
     positions, sources = _cell_sources(colour.shape, placed, padding, output_at)
     outside = (positions < 0).any(axis=-1) | (positions >= colour.shape[:2]).any(axis=-1)
     options = {"padding": padding, "flip": flip, "anchor": anchor}
-    samples, region = _loop_window(colour, placed, padding, output_at, positions)
-    sums = _plane_values(
-        convolve(
-            samples, _without_offset(kernel), backend=reference_backend(), region=region, **options
-        )  # fmt: skip
-    )
-    responses = _plane_values(
-        convolve(samples, kernel, backend=reference_backend(), region=region, **options)
-    )
+    region = (*output_at, 1, 1)
+    loop = {"backend": reference_backend(), "region": region, **options}
+    sums = _plane_values(convolve(colour, _without_offset(kernel), **loop))
+    responses = _plane_values(convolve(colour, kernel, **loop))
     pixels, value_range, whole = _written_pixels(
         colour, kernel, options, output_at, policy, bias, activation
     )
-    planes = [colour] if colour.ndim == 2 else [colour[..., c] for c in range(colour.shape[2])]
     steps_of = _steps_maker(colour, kernel, policy, bias, activation, value_range)
     if any(steps_of(s, r)[-1][1] != p for s, r, p in zip(sums, responses, pixels, strict=True)):
         # The loop's order of summation gave a last bit other than apply's backend (the
@@ -304,31 +298,6 @@ def _checked_pixel(
                 f"{columns[0]}..{columns[1]}"
             )
     return y, x
-
-
-def _loop_window(
-    colour: np.ndarray,
-    kernel: Kernel,
-    padding: Padding,
-    output_at: tuple[int, int],
-    positions: np.ndarray,
-) -> tuple[np.ndarray, tuple[int, int, int, int]]:
-    """The image and the region of its output on which the textbook loop works the pixel.
-
-    Under ``constant`` the engine pads a window in the image's own type, in which a cval
-    such as 12.5, -3 or 300 for 8-bit would be cut or wrap around; apply uses it as given.
-    There, the loop works on the image's part under the kernel, in floats: padded with the
-    cval, it holds the same window.
-    """
-    if padding.mode != "constant":
-        return colour, (*output_at, 1, 1)
-    height, width = colour.shape[:2]
-    top, left = (int(v) for v in positions[0, 0])
-    bottom, right = top + kernel.shape[0], left + kernel.shape[1]
-    # Never empty: the window holds the pixel itself, which lies inside the image.
-    rows, columns = slice(max(top, 0), min(bottom, height)), slice(max(left, 0), min(right, width))
-    part = colour[rows, columns].astype(np.float64)
-    return part, (output_at[0] - rows.start, output_at[1] - columns.start, 1, 1)
 
 
 def _cell_sources(
