@@ -32,8 +32,8 @@ import numpy as np
 
 CACHE_DIR_ENV = "CONVKIT_CACHE_DIR"
 FILE_FORMAT = 1
-# A machine's entry is about 3 KiB; a larger file is not one of ours and is not parsed.
-MAX_FILE_BYTES = 64 * 1024
+# A machine's entry is about 30 KiB with its residuals; a larger file is not one of ours.
+MAX_FILE_BYTES = 512 * 1024
 # Machines whose entries one calibration file keeps (the newest).
 MAX_MACHINES = 8
 PRECISIONS = ("float64", "float32")
@@ -68,6 +68,15 @@ class Geometry(NamedTuple):
 
 
 Coefficients = Mapping[str, Mapping[str, Sequence[float]]]  # precision -> kind -> weights
+# precision -> variant (`variant`) -> measured kernels (kH, kW, log(measured / linear model))
+Residuals = Mapping[str, Mapping[str, Sequence[tuple[int, int, float]]]]
+# A measured kernel corrects the predictions for kernels around it: fully at its own shape,
+# by half at one whose sides differ from it by RESIDUAL_REACH^1.18 (~1.4x here), hardly at
+# all beyond twice that; PRIOR_WEIGHT holds a lone far point back.
+RESIDUAL_REACH = math.exp(0.3)
+PRIOR_WEIGHT = 0.05
+# |log(measured / linear model)| at most this: a larger residual is not a measurement of ours.
+MAX_LOG_RESIDUAL = math.log(100.0)
 
 
 @dataclass(frozen=True, eq=False)  # hashed by identity: `auto` caches its plans per model
@@ -76,11 +85,17 @@ class CostModel:
 
     ``bands`` pairs a pixel count with the weights fitted on images of that size; a
     prediction between two is interpolated in log(pixels), one outside them uses the nearest.
-    ``source`` says where the weights come from ("built-in" or the calibration file).
+    ``residuals`` pairs the same pixel counts with what the linear model missed on each
+    measured kernel: OpenCV's separable filter in particular is faster or slower than any
+    smooth model at some widths and kernel sizes (1024 columns and 51 taps: 3x faster than
+    1000 columns on one thread here), and a prediction near a measured kernel takes the
+    measurement's word for it. ``source`` says where the weights come from ("built-in" or
+    the calibration file).
     """
 
     bands: tuple[tuple[int, Coefficients], ...]
     source: str = "built-in"
+    residuals: tuple[tuple[int, Residuals], ...] = ()
 
     def predict_ms(
         self, kind: str, geometry: Geometry, passes: int = 0, asymmetric: int = 0
@@ -89,21 +104,54 @@ class CostModel:
         ``passes`` terms of which ``asymmetric`` have a column factor that OpenCV cannot take
         as symmetric."""
         values = features(kind, geometry, passes, asymmetric)
+        key = variant(kind, passes, asymmetric)
+        residuals = dict(self.residuals)
 
-        def band_ms(coefficients: Coefficients) -> float:
+        def band_ms(index: int) -> float:
+            count, coefficients = self.bands[index]
             weights = coefficients[geometry.precision][kind]
-            return float(sum(w * v for w, v in zip(weights, values, strict=True)))
+            linear = float(sum(w * v for w, v in zip(weights, values, strict=True)))
+            measured = residuals.get(count, {}).get(geometry.precision, {})
+            return linear * math.exp(_correction(measured, key, geometry.kernel))
 
         pixels = geometry.height * geometry.width
         counts = [count for count, _ in self.bands]
         if pixels <= counts[0] or len(counts) == 1:
-            return band_ms(self.bands[0][1])
+            return band_ms(0)
         if pixels >= counts[-1]:
-            return band_ms(self.bands[-1][1])
+            return band_ms(len(counts) - 1)
         upper = next(i for i, count in enumerate(counts) if count >= pixels)
-        (low_count, low), (high_count, high) = self.bands[upper - 1], self.bands[upper]
+        low_count, high_count = counts[upper - 1], counts[upper]
         share = math.log(pixels / low_count) / math.log(high_count / low_count)
-        return (1 - share) * band_ms(low) + share * band_ms(high)
+        return (1 - share) * band_ms(upper - 1) + share * band_ms(upper)
+
+
+def variant(kind: str, passes: int = 0, asymmetric: int = 0) -> str:
+    """The name under which residuals of this work are kept: the kind, and for separable
+    passes one or two of them (three are corrected like two), symmetric or not."""
+    if kind != "separable":
+        return kind
+    return f"separable:{min(max(passes, 1), 2)}:{min(asymmetric, 1)}"
+
+
+def _correction(
+    measured: Mapping[str, Sequence[tuple[int, int, float]]], key: str, kernel: tuple[int, int]
+) -> float:
+    """log(measured / linear) near ``kernel``: the residuals of the measured kernels of this
+    variant, weighted by how close each is in log(kH), log(kW), held back by `PRIOR_WEIGHT`."""
+    points = measured.get(key)
+    if not points and key.startswith("separable:"):
+        points = measured.get("separable:1:" + key[-1])
+    if not points:
+        return 0.0
+    kh, kw = kernel
+    reach = 2 * math.log(RESIDUAL_REACH) ** 2
+    total = weight_sum = 0.0
+    for ph, pw, residual in points:
+        weight = math.exp(-(math.log(kh / ph) ** 2 + math.log(kw / pw) ** 2) / reach)
+        total += weight * residual
+        weight_sum += weight
+    return total / (PRIOR_WEIGHT + weight_sum)
 
 
 def features(
@@ -180,101 +228,72 @@ def _fast_length(length: int) -> int:
     return int(cv2.getOptimalDFTSize(length))
 
 
-# --- the built-in model: fitted by `fit_model` to the best time of each cell over three
-# `measure` runs on a shared 2-core AMD EPYC (OpenCV 5.0.0, numpy 2.4.6, scipy 1.17.1) ----
+# --- the built-in model: weights fitted by `fit_model` to the median times of two `calibrate`
+# runs on a shared 2-core AMD EPYC (OpenCV 5.0.0, numpy 2.4.6, scipy 1.17.1; load average 2
+# to 6 from other work), without their residuals: a calibration adds this machine's --------
 
 BUILT_IN = CostModel(
     bands=(
-        (
-            262144,
-            {
-                "float64": {
-                    "direct": (0, 0.1241, 0.02266),
-                    "opencv_dft": (4.524, 0.2801),
-                    "separable": (0.4256, 0, 0.1582, 0.294, 0.4655, 3.435, 2.056, 0, 0),
-                    "fft": (27.18, 0, 0.1881, 0.4027),
-                },
-                "float32": {
-                    "direct": (0.05803, 0.03334, 0.0208),
-                    "opencv_dft": (4.843, 0.2554),
-                    "separable": (
-                        0.02166,
-                        0.01068,
-                        0.07506,
-                        0.02339,
-                        0.09746,
-                        0.08739,
-                        0.216,
-                        0,
-                        0.1949,
-                    ),
-                    "fft": (0, 0.1706, 0.2652, 0.4075),
-                },
+        (262144, {
+            "float64": {
+                "direct": (0.3144, 0.122, 0.07324),
+                "opencv_dft": (3.807, 0.3611),
+                "separable": (0.6913, 0, 0.1866, 0.4129, 0.4181, 2.182, 0, 0, 0.04183),
+                "fft": (0, 0.7744, 0.8744, 2.038),
             },
-        ),
-        (
-            1048576,
-            {
-                "float64": {
-                    "direct": (0, 0.05176, 0.1421),
-                    "opencv_dft": (3.786, 0.2679),
-                    "separable": (0.482, 0, 0.09395, 0.01633, 0.1135, 1.452, 0.6674, 0, 0),
-                    "fft": (19.43, 0.05383, 0, 0.2736),
-                },
-                "float32": {
-                    "direct": (0.2194, 0.01925, 0.0362),
-                    "opencv_dft": (2.797, 0.278),
-                    "separable": (0.2761, 0.01678, 0.05123, 0, 0.01262, 0.2571, 0.0584, 0, 0.05208),
-                    "fft": (0, 0.1491, 0.2062, 0.5797),
-                },
+            "float32": {
+                "direct": (0.1017, 0.0364, 0.02014),
+                "opencv_dft": (0, 0.426),
+                "separable": (0.08846, 0, 0.09211, 0.06868, 0.06757, 0.09631, 0.2464, 0, 0.2534),
+                "fft": (0, 0.1623, 0.4752, 0.5172),
             },
-        ),
-        (
-            4194304,
-            {
-                "float64": {
-                    "direct": (0.1983, 0.05268, 0.2476),
-                    "opencv_dft": (3.75, 0.2815),
-                    "separable": (
-                        1.015,
-                        0.003487,
-                        0.09026,
-                        0.01852,
-                        0.1137,
-                        0.7312,
-                        0.03297,
-                        0.002081,
-                        0,
-                    ),
-                    "fft": (0, 0.4905, 0.2654, 0.9234),
-                },
-                "float32": {
-                    "direct": (0.1222, 0.01768, 0.04521),
-                    "opencv_dft": (2.96, 0.2575),
-                    "separable": (0.3899, 0, 0.04874, 0.0097, 0.01989, 0.5961, 0.2595, 0, 0.06351),
-                    "fft": (0, 0.1767, 0.4447, 0.3111),
-                },
+        }),
+        (1048576, {
+            "float64": {
+                "direct": (1.3, 0.1196, 0.2706),
+                "opencv_dft": (7.076, 0.2446),
+                "separable": (1.731, 0.04194, 0.1278, 0.06426, 0.1034, 1.882, 0.06002, 0, 0.002595),
+                "fft": (17.63, 0, 0.8116, 0.7517),
             },
-        ),
-        (
-            16777216,
-            {
-                "float64": {
-                    "direct": (0.2423, 0.04898, 0.2225),
-                    "opencv_dft": (2.846, 0.3394),
-                    "separable": (0.8442, 0, 0.1085, 0.07771, 0.06061, 0.5903, 0.01476, 0, 0),
-                    "fft": (26.28, 0, 0.5486, 0),
-                },
-                "float32": {
-                    "direct": (0.301, 0.01648, 0.0508),
-                    "opencv_dft": (3.98, 0.2293),
-                    "separable": (0.4098, 0, 0.04832, 0, 0.06494, 0.3208, 0.05981, 0, 0.0681),
-                    "fft": (12.58, 0.1208, 0, 0),
-                },
+            "float32": {
+                "direct": (0.1062, 0.02461, 0.04543),
+                "opencv_dft": (4.188, 0.2846),
+                "separable": (
+                    0.2308, 0.02092, 0.06009, 0, 0.02281, 0.4363, 0.02636, 0.02338, 0.03661,
+                ),
+                "fft": (9.699, 0.01061, 0.2147, 0.329),
             },
-        ),
+        }),
+        (4194304, {
+            "float64": {
+                "direct": (0.4825, 0.1127, 0.3773),
+                "opencv_dft": (5.994, 0.249),
+                "separable": (1.555, 0.08633, 0.1372, 0, 0.07674, 1.022, 0.1435, 0.0001393, 0),
+                "fft": (0, 0.4794, 0.7693, 0.9499),
+            },
+            "float32": {
+                "direct": (0.7179, 0.01432, 0.04786),
+                "opencv_dft": (3.174, 0.3203),
+                "separable": (0.8001, 0, 0.05053, 0.00724, 0.02259, 0.5363, 0, 0.01597, 0.05813),
+                "fft": (12.48, 0, 0.3038, 0.0841),
+            },
+        }),
+        (16777216, {
+            "float64": {
+                "direct": (0.7836, 0.04255, 0.2633),
+                "opencv_dft": (3.975, 0.3677),
+                "separable": (1.17, 0.001325, 0.1018, 0.02931, 0.1349, 0.8673, 0.1266, 0.003421, 0),
+                "fft": (16.27, 0, 1.127, 0),
+            },
+            "float32": {
+                "direct": (0.4713, 0.01778, 0.04496),
+                "opencv_dft": (6.715, 0.1553),
+                "separable": (0.5161, 0.01291, 0.04874, 0, 0.01112, 0.3891, 0.01707, 0, 0.05934),
+                "fft": (12.64, 0, 0.09798, 0),
+            },
+        }),
     ),
-)
+)  # fmt: skip
 
 
 # --- the calibration file ----------------------------------------------------------------
@@ -362,7 +381,12 @@ def read_calibration(path: Path) -> CostModel | None:
     if not isinstance(entry, dict) or entry.get("fingerprint") != fingerprint:
         return None
     bands = _checked_bands(entry.get("bands"))
-    return CostModel(bands, source=str(path)) if bands else None
+    if not bands:
+        return None
+    residuals = _checked_residuals(entry.get("bands"))
+    if residuals is None:
+        return None
+    return CostModel(bands, source=str(path), residuals=residuals)
 
 
 def _read_document(path: Path) -> dict | None:
@@ -407,6 +431,49 @@ def _checked_bands(raw: object) -> tuple[tuple[int, Coefficients], ...] | None:
     return tuple(bands)
 
 
+# The variants residuals may be kept under (see `variant`).
+VARIANTS = (
+    "direct", "opencv_dft", "fft",
+    "separable:1:0", "separable:2:0", "separable:1:1", "separable:2:1",
+)  # fmt: skip
+# At most this many measured kernels per band, precision and variant.
+MAX_RESIDUALS = 256
+
+
+def _checked_residuals(raw: list) -> tuple[tuple[int, Residuals], ...] | None:
+    """The residuals of the (already checked) bands: each a known variant's list of
+    [kH, kW, log ratio] with positive whole sides and a ratio within `MAX_LOG_RESIDUAL`;
+    a band without them has none (files written before residuals were kept). None if any
+    is malformed."""
+    residuals = []
+    for band in raw:
+        kept = band.get("residuals", {})
+        if not isinstance(kept, dict) or not set(kept) <= set(PRECISIONS):
+            return None
+        checked: dict[str, dict[str, tuple[tuple[int, int, float], ...]]] = {}
+        for precision, variants in kept.items():
+            if not isinstance(variants, dict) or not set(variants) <= set(VARIANTS):
+                return None
+            checked[precision] = {}
+            for key, points in variants.items():
+                if not isinstance(points, list) or len(points) > MAX_RESIDUALS:
+                    return None
+                if not all(_valid_point(point) for point in points):
+                    return None
+                checked[precision][key] = tuple((int(h), int(w), float(r)) for h, w, r in points)
+        residuals.append((band["pixels"], checked))
+    return tuple(residuals)
+
+
+def _valid_point(point: object) -> bool:
+    if not isinstance(point, list) or len(point) != 3:
+        return False
+    kh, kw, residual = point
+    sides = all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in (kh, kw))
+    number = isinstance(residual, (int, float)) and not isinstance(residual, bool)
+    return sides and number and math.isfinite(residual) and abs(residual) <= MAX_LOG_RESIDUAL
+
+
 def _valid_weights(weights: object, count: int) -> bool:
     if not isinstance(weights, list) or len(weights) != count:
         return False
@@ -433,11 +500,19 @@ def write_calibration(model: CostModel, path: Path | None = None) -> Path:
     others = existing["machines"] if existing else {}
     others = {key: entry for key, entry in others.items() if key != machine_key(fingerprint)}
     kept = sorted(others.items(), key=_created, reverse=True)[: MAX_MACHINES - 1]
+    residuals = dict(model.residuals)
     entry = {
         "fingerprint": fingerprint,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "bands": [
-            {"pixels": count, **{p: {k: list(w) for k, w in c[p].items()} for p in PRECISIONS}}
+            {
+                "pixels": count,
+                **{p: {k: list(w) for k, w in c[p].items()} for p in PRECISIONS},
+                "residuals": {
+                    p: {k: [list(point) for point in points] for k, points in variants.items()}
+                    for p, variants in residuals.get(count, {}).items()
+                },
+            }
             for count, c in model.bands
         ],
     }
@@ -469,16 +544,17 @@ def _write_atomically(path: Path, document: dict) -> None:
 # --- measuring -------------------------------------------------------------------------------
 
 CALIBRATION_SIZES = (512, 1024, 2048, 4096)
-# Direct sums, OpenCV's DFT path, separable passes along either axis and FFT, square and
-# rectangular, on both sides of each cross-over seen so far.
+# Direct sums (in float32 up to 129 taps: 9x9, 3x31), OpenCV's DFT path, separable passes
+# along either axis and FFT, square and rectangular, on both sides of each cross-over seen.
 CALIBRATION_KERNELS = (
-    (3, 3), (5, 5), (7, 7), (3, 15), (15, 3), (11, 11), (21, 21), (31, 31), (51, 51),
-    (101, 101), (1, 51), (51, 1), (5, 51), (51, 5), (21, 101), (101, 21),
+    (2, 2), (3, 3), (5, 5), (7, 7), (9, 9), (3, 15), (15, 3), (3, 31), (31, 3), (11, 11),
+    (21, 21), (31, 31), (51, 51), (101, 101), (1, 51), (51, 1), (5, 51), (51, 5), (21, 101),
+    (101, 21),
 )  # fmt: skip
 
 
 class Sample(NamedTuple):
-    """One measured time: a kind of work on one geometry, its best of a few runs."""
+    """One measured time: a kind of work on one geometry, its median of a few runs."""
 
     geometry: Geometry
     kind: str
@@ -500,7 +576,7 @@ class Calibration:
 def calibrate(
     sizes: Sequence[int] = CALIBRATION_SIZES,
     kernels: Sequence[tuple[int, int]] = CALIBRATION_KERNELS,
-    repeat: int = 3,
+    repeat: int = 5,
     progress: Callable[[int, int], None] | None = None,
     path: Path | None = None,
 ) -> Calibration:
@@ -508,8 +584,8 @@ def calibrate(
 
     Every backend whose registry entry ``calibrates`` times its strategies on each (image
     size, kernel, precision) cell (`convkit.backends.measure_strategies`: for `auto`,
-    filter2D, separable passes and the FFT, interleaved, each one's best of ``repeat``
-    rounds: the machine's speed with the least interference from other work). The weights
+    filter2D, separable passes and the FFT, interleaved, each one's median of ``repeat``
+    rounds: what a call typically takes, as a user will see it). The weights
     of each kind of work are then fitted per image size by non-negative least squares on
     relative error.
 
@@ -548,8 +624,37 @@ def calibrate(
 
 
 def fit_model(samples: Sequence[Sample]) -> CostModel:
-    """Weights per image size, precision and kind of work, fitted to ``samples``; where no
-    sample measured a kind, the built-in weights of the nearest size stand in."""
+    """Weights per image size, precision and kind of work, fitted to ``samples``, and what
+    they still miss on each measured kernel (`CostModel.residuals`); where no sample
+    measured a kind, the built-in weights of the nearest size stand in."""
+    linear = _fit_weights(samples)
+    bands = dict(linear.bands)
+    residuals = []
+    for count, coefficients in linear.bands:
+        kept: dict[str, dict[str, list[tuple[int, int, float]]]] = {p: {} for p in PRECISIONS}
+        for s in samples:
+            if s.geometry.height * s.geometry.width != count:
+                continue
+            weights = coefficients[s.geometry.precision][s.kind]
+            values = features(s.kind, s.geometry, s.passes, s.asymmetric)
+            predicted = sum(w * v for w, v in zip(weights, values, strict=True))
+            if predicted <= 0 or s.milliseconds <= 0:
+                continue
+            residual = max(
+                -MAX_LOG_RESIDUAL, min(MAX_LOG_RESIDUAL, math.log(s.milliseconds / predicted))
+            )
+            key = variant(s.kind, s.passes, s.asymmetric)
+            kh, kw = s.geometry.kernel
+            kept[s.geometry.precision].setdefault(key, []).append((kh, kw, round(residual, 4)))
+        residuals.append(
+            (count, {p: {k: tuple(v) for k, v in kept[p].items()} for p in PRECISIONS})
+        )
+    return CostModel(tuple(bands.items()), source="fitted", residuals=tuple(residuals))
+
+
+def _fit_weights(samples: Sequence[Sample]) -> CostModel:
+    """The linear model alone: non-negative least squares on relative error, per image size,
+    precision and kind of work."""
     from scipy.optimize import nnls
 
     bands = []

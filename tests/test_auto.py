@@ -17,11 +17,14 @@ from convkit.calibration import (
     CACHE_DIR_ENV,
     FEATURES,
     MAX_FILE_BYTES,
+    PRIOR_WEIGHT,
     CostModel,
     Geometry,
+    Sample,
     calibrate,
     calibration_path,
     cost_model,
+    fit_model,
     machine_fingerprint,
     machine_key,
     read_calibration,
@@ -255,7 +258,11 @@ def a_model(scale: float = 1.0) -> CostModel:
     weights = {kind: tuple(scale * (i + 1) for i in range(len(names)))
                for kind, names in FEATURES.items()}  # fmt: skip
     coefficients = {"float64": weights, "float32": weights}
-    return CostModel(((512 * 512, coefficients), (2048 * 2048, coefficients)))
+    residuals = {"float64": {"direct": ((3, 3, 0.5), (5, 7, -0.25))}, "float32": {}}
+    return CostModel(
+        ((512 * 512, coefficients), (2048 * 2048, coefficients)),
+        residuals=((512 * 512, residuals), (2048 * 2048, {"float64": {}, "float32": {}})),
+    )
 
 
 def test_the_calibration_file_round_trips(cache_dir):
@@ -265,6 +272,7 @@ def test_the_calibration_file_round_trips(cache_dir):
     stored = read_calibration(path)
     assert stored is not None and stored.source == str(path)
     assert stored.bands == a_model(2.0).bands
+    assert stored.residuals == a_model(2.0).residuals
     assert cost_model().bands == a_model(2.0).bands
 
 
@@ -285,6 +293,13 @@ def test_the_cache_folder_follows_xdg_without_convkits_own_variable(tmp_path, mo
 def first_weight_set_to(value):
     def change(document, entry):
         entry["bands"][0]["float64"]["fft"][0] = value
+
+    return change
+
+
+def residual_set_to(point):
+    def change(document, entry):
+        entry["bands"][0]["residuals"]["float64"]["direct"] = [point]
 
     return change
 
@@ -316,6 +331,12 @@ def corrupt_documents(path):
         "string weight": edited(first_weight_set_to("1")),
         "boolean weight": edited(first_weight_set_to(True)),
         "missing weights": edited(lambda d, e: e["bands"][0]["float32"].update(direct=[1.0])),
+        "residual beyond 100x": edited(residual_set_to([3, 3, 5.0])),
+        "residual of a zero-sized kernel": edited(residual_set_to([0, 3, 0.1])),
+        "residual not a triple": edited(residual_set_to([3, 3])),
+        "residuals of an unknown variant": edited(
+            lambda d, e: e["bands"][0]["residuals"]["float64"].update(gpu=[[3, 3, 0.1]])
+        ),
         "unsorted bands": edited(lambda d, e: e["bands"].reverse()),
         "no bands": edited(lambda d, e: e.update(bands=[])),
         "machines not a mapping": edited(lambda d, e: d.update(machines=[e])),
@@ -426,6 +447,48 @@ def a_model_with_cheap_fft() -> CostModel:
         for precision, kinds in BUILT_IN.bands[-1][1].items()
     }  # fmt: skip
     return CostModel(((2048 * 2048, coefficients),))
+
+
+def test_a_measured_kernel_corrects_the_linear_model_near_it_only():
+    """Residuals pull a prediction to the measurement at a measured kernel (all but the
+    prior's share), less so around it, and leave far kernels to the linear model."""
+    measured = {"float64": {"separable:1:0": ((51, 51, math.log(2.0)),)}}
+    plain = a_model()
+    corrected = CostModel(plain.bands, residuals=((512 * 512, measured),))
+
+    def ratio(kernel, passes=1, asymmetric=0, pixels=512):
+        geometry = Geometry(pixels, pixels, 1, kernel, "float64")
+        return corrected.predict_ms("separable", geometry, passes, asymmetric) / (
+            plain.predict_ms("separable", geometry, passes, asymmetric)
+        )
+
+    at_point = ratio((51, 51))
+    assert at_point == pytest.approx(2.0 ** (1 / (1 + PRIOR_WEIGHT)))
+    assert 1.0 < ratio((61, 61)) < at_point
+    assert ratio((5, 5)) == pytest.approx(1.0, abs=1e-6)
+    # Passes of two or three terms not measured: those of one stand in; not so asymmetric ones.
+    assert ratio((51, 51), passes=3) == pytest.approx(at_point)
+    assert ratio((51, 51), asymmetric=1) == pytest.approx(1.0)
+    assert ratio((51, 51), pixels=2048) == pytest.approx(1.0)  # another image size
+    geometry = Geometry(512, 512, 1, (51, 51), "float64")
+    assert corrected.predict_ms("fft", geometry) == plain.predict_ms("fft", geometry)
+
+
+def test_fitted_models_reproduce_their_measurements():
+    """fit_model's residuals make up what the linear weights miss on the measured kernels."""
+    rng = np.random.default_rng(0)
+    samples = []
+    for kernel in ((3, 3), (9, 9), (21, 21), (51, 51), (5, 51)):
+        for precision in ("float64", "float32"):
+            geometry = Geometry(256, 256, 1, kernel, precision)
+            for kind, passes, asymmetric in (("direct", 0, 0), ("separable", 1, 0),
+                                             ("separable", 2, 0), ("fft", 0, 0)):  # fmt: skip
+                ms = float(rng.uniform(1, 20))
+                samples.append(Sample(geometry, kind, passes, asymmetric, ms))
+    model = fit_model(samples)
+    for s in samples:
+        predicted = model.predict_ms(s.kind, s.geometry, s.passes, s.asymmetric)
+        assert predicted == pytest.approx(s.milliseconds, rel=0.25)
 
 
 def test_the_built_in_model_predicts_positive_times_everywhere():

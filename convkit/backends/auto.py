@@ -22,7 +22,6 @@ kernels small enough for direct summation never go through a Fourier transform, 
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Sequence
 from functools import lru_cache, partial
@@ -44,6 +43,12 @@ from convkit.calibration import PRECISIONS, CostModel, Geometry, Sample, cost_mo
 from convkit.padding import Padding, cv2_border, make_padding
 
 STRATEGIES = ("filter2d", "separable", "fft")
+# The passes and the FFT must be predicted this much faster than filter2D to be picked.
+# They run on all cores and vary with what else the cores do (sepFilter2D with a 51-tap
+# Gaussian, 2048^2 float64: 46 ms at best, 76 typically, 92 while other work ran), where
+# filter2D's DFT keeps to one core and to its time (45, 45, 46): a pick that is wrong by
+# the margin costs at most the margin, one that trusts a lucky measurement up to 2x.
+FILTER2D_PREFERENCE = 1.1
 
 
 class Plan(NamedTuple):
@@ -136,7 +141,8 @@ def _plan(
     def predicted_ms(candidate: Plan) -> float:
         terms = candidate.terms or ()
         kind = cost_kind(candidate.strategy, geometry)
-        return model.predict_ms(kind, geometry, len(terms), asymmetric_passes(terms))
+        predicted = model.predict_ms(kind, geometry, len(terms), asymmetric_passes(terms))
+        return predicted if candidate.strategy == "filter2d" else predicted * FILTER2D_PREFERENCE
 
     return min(candidates, key=predicted_ms)
 
@@ -216,6 +222,8 @@ def _plain_filter2d(
 # Images of up to this many pixels get every round asked for; larger ones proportionally
 # fewer (a 4096^2 cell takes seconds, and varies less from run to run).
 FULL_ROUNDS_PIXELS = 2048 * 2048
+# A median needs a few runs.
+MIN_ROUNDS = 3
 
 
 def measure(
@@ -224,13 +232,13 @@ def measure(
     repeat: int = 3,
     progress: Callable[[int, int], None] | None = None,
 ) -> list[Sample]:
-    """Best-of-``repeat`` times of each strategy on random images and kernels of each size
+    """Typical (median) times of each strategy on random images and kernels of each size
     and shape, in both precisions, under replicate borders.
 
     Each cell runs every strategy that applies (filter2D; one and two passes of symmetric
     terms and one of asymmetric terms where the kernel has two sides; the FFT from
     `DFT_MIN_TAPS` taps) once, then ``repeat`` more times interleaved (fewer beyond
-    `FULL_ROUNDS_PIXELS`), and keeps each one's best time.
+    `FULL_ROUNDS_PIXELS`, never fewer than `MIN_ROUNDS`), and keeps each one's median.
     """
     rng = np.random.default_rng(0)
     total, done = len(PRECISIONS) * len(sizes) * len(kernels), 0
@@ -253,8 +261,8 @@ def _time_cell(
     weights = rng.random(kernel)
     plans = _plans_to_time(rng, kh, kw)
     arguments = (image, weights, (kh // 2, kw // 2), make_padding("replicate"))
-    rounds = max(1, round(repeat * min(1.0, FULL_ROUNDS_PIXELS / image.size)))
-    best = _best_of([partial(run_plan, plan, *arguments) for plan in plans], rounds, rng)
+    rounds = max(min(MIN_ROUNDS, repeat), round(repeat * min(1.0, FULL_ROUNDS_PIXELS / image.size)))
+    typical = _typical_of([partial(run_plan, plan, *arguments) for plan in plans], rounds, rng)
     geometry = Geometry(image.shape[0], image.shape[1], 1, kernel, image.dtype.name)
     return [
         Sample(
@@ -264,7 +272,7 @@ def _time_cell(
             asymmetric_passes(plan.terms or ()),
             milliseconds,
         )
-        for plan, milliseconds in zip(plans, best, strict=True)
+        for plan, milliseconds in zip(plans, typical, strict=True)
     ]
 
 
@@ -286,18 +294,26 @@ def _plans_to_time(rng: np.random.Generator, kh: int, kw: int) -> list[Plan]:
     return plans
 
 
-def _best_of(
+def _typical_of(
     works: Sequence[Callable[[], object]], rounds: int, rng: np.random.Generator
 ) -> list[float]:
-    """Each work's best time in ms: a first run each, then ``rounds`` interleaved rounds in
-    a new order each (a call pays for what the one before it freed and evicted: a fixed
-    order would charge one work for its neighbour every time)."""
-    best = [math.inf] * len(works)
+    """Each work's median time in ms over ``rounds`` interleaved rounds in a new order each,
+    after a first run each.
+
+    The median, not the best: what a user gets from a call is its typical time, and
+    OpenCV's parallel passes vary far more than its one-thread DFT (sepFilter2D with a 51-tap
+    Gaussian on 2048^2 float64: 46 ms at best, 76 typically, against 45 and 45 for filter2D's
+    DFT), so a model fitted to best times would pick them where they seldom win. A new order
+    each round: a call pays for what the one before it freed and evicted, and a fixed order
+    would charge one work for its neighbour every time.
+    """
+    times: list[list[float]] = [[] for _ in works]
     order = list(range(len(works)))
-    for _ in range(rounds + 1):
+    for round_ in range(rounds + 1):
         for i in order:
             started = time.perf_counter()
             works[i]()
-            best[i] = min(best[i], (time.perf_counter() - started) * 1000)
+            if round_:  # the first run of each warms up
+                times[i].append((time.perf_counter() - started) * 1000)
         rng.shuffle(order)
-    return best
+    return [float(np.median(t)) for t in times]

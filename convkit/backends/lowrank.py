@@ -16,7 +16,7 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
-from convkit.backends.filter2d import SEPARABLE_RTOL, separable_factors
+from convkit.backends.filter2d import separable_factors
 
 Terms = tuple[tuple[np.ndarray, np.ndarray], ...]
 
@@ -77,15 +77,16 @@ def _cached_terms(shape: tuple[int, int], raw: bytes, max_terms: int) -> Terms |
 
 
 def _terms(weights: np.ndarray, max_terms: int) -> Terms | None:
-    columns, singular, rows = np.linalg.svd(weights)
-    if singular[1] <= SEPARABLE_RTOL * singular[0]:
+    factors = separable_factors(weights)
+    if factors is not None:
         # Rank 1: the kernel's own exact factors (box and integer kernels stay exact).
-        return (separable_factors(weights),)
+        return (factors,)
     column_parity, row_parity = _parity(weights), _parity(weights.T)
-    if not (column_parity and row_parity):
+    if not (column_parity and row_parity) or max_terms < 2:
         # Terms that are not mirror images of themselves go through OpenCV's slow generic
         # filters: two or three of them are no faster than filter2D.
         return None
+    columns, singular, rows = np.linalg.svd(weights)
     tolerance = RECONSTRUCTION_RTOL * float(np.abs(weights).sum())
     for rank in range(2, min(max_terms, len(singular)) + 1):
         if rank < len(singular) and singular[rank] > tolerance:
