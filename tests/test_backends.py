@@ -171,3 +171,29 @@ def test_only_backends_that_calibrate_are_measured():
     assert [name for name, b in KNOWN_BACKENDS.items() if b.calibrates] == ["auto"]
     with pytest.raises(ValueError, match="no strategies to calibrate"):
         measure_strategies("filter2d", (16,), ((3, 3),), 1)
+
+
+def test_only_the_engine_and_the_backends_import_a_backend_module():
+    """DESIGN §1: the others reach backends through the registry (`convkit.backends`), so
+    that a backend is one module and one registry entry; calibration included."""
+    import ast
+    from pathlib import Path
+
+    import convkit
+
+    package = Path(convkit.__file__).parent
+    backend_modules = {f"convkit.backends.{p.stem}" for p in (package / "backends").glob("*.py")}
+    offenders = []
+    for path in package.rglob("*.py"):
+        if path.parent.name == "backends" or path.name == "engine.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = {node.module} | {f"{node.module}.{a.name}" for a in node.names}
+            elif isinstance(node, ast.Import):
+                names = {a.name for a in node.names}
+            else:
+                continue
+            if names & (backend_modules - {"convkit.backends.__init__"}):
+                offenders.append(f"{path.name}:{node.lineno}")
+    assert offenders == []
