@@ -402,3 +402,29 @@ def test_peak_memory_stays_within_the_limit(tmp_path, kernel, monkeypatch):
     peaks = json.loads(result.stdout.strip().splitlines()[-1])
     grown = peaks["after"] - peaks["before"]
     assert grown <= limit, f"grew {grown / 2**20:.1f} MiB over a {limit / 2**20:.0f} MiB limit"
+
+
+def test_band_memory_is_handed_out_again():
+    buffers = tiled.Buffers(keep=2)
+    first = buffers.take((4, 6), np.uint16)
+    assert first.shape == (4, 6) and first.dtype == np.uint16
+    buffers.give(first[1:])  # a view gives its whole array back
+    again = buffers.take((6, 4), np.uint8)  # fits in it (48 bytes): the same memory
+    assert np.shares_memory(again, first)
+    assert not np.shares_memory(buffers.take((4, 6), np.uint16), first)  # in use: a new one
+    buffers.give(np.zeros(5), None)  # not one of its arrays: ignored
+    assert not np.shares_memory(buffers.take((5,), np.float64), first)
+
+
+def test_chunks_are_those_dask_cuts():
+    """A band's chunks, with their halos, are those `convkit.tiles` gives map_overlap."""
+    import dask.array as da
+
+    from convkit.tiles import merged_chunks
+
+    for width, kernel_width, columns in [(1000, 5, 256), (260, 7, 256), (256, 3, 256)]:
+        chunks = merged_chunks(da.ones((3, width), chunks=(3, columns)).chunks[1], kernel_width)
+        expected = [size + kernel_width - 1 for size in chunks[:-1]] + [chunks[-1]]
+        edges = tiled.chunk_edges(width, kernel_width, columns)
+        assert [stop - start for start, stop in edges] == expected
+        assert edges[-1][1] == width
