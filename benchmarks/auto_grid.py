@@ -1,8 +1,8 @@
 """Is `auto` the fastest? A grid of kernel shapes, ranks, precisions and image sizes, each
 cell timed through `auto` and through every alternative that convkit and OpenCV offer.
 
-    python benchmarks/auto_grid.py [--quick] [--sizes 512,2048] [--repeat 9] [--calibrate]
-                                   [--no-confirm] [--json cells.json]
+    python benchmarks/auto_grid.py [--quick] [--sizes 512,2048] [--shapes 2x2,51x51]
+                                   [--repeat 9] [--calibrate] [--no-confirm] [--json F]
 
 Contenders in each cell, all on the same float image with replicate borders, timed in
 --repeat interleaved rounds (the order turning each round) after one warm-up of each; the
@@ -179,7 +179,7 @@ def run_grid(args: argparse.Namespace, models: dict[str, CostModel]) -> list[dic
     for size in args.sizes:
         for precision in args.precisions:
             image = rng.random((size, size)).astype(precision)
-            for kh, kw in grid_shapes(size, args.quick):
+            for kh, kw in args.shapes or grid_shapes(size, args.quick):
                 for rank in RANKS:
                     if rank == "2" and min(kh, kw) < 2:
                         continue
@@ -289,6 +289,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer shapes, 512 and 2048 only")
     parser.add_argument("--sizes", help="image sides, comma-separated")
     parser.add_argument("--precisions", default="float64,float32")
+    parser.add_argument("--shapes", help="only these kernels, e.g. 2x2,51x51 (cells again)")
     parser.add_argument("--repeat", type=int, default=9, help="interleaved rounds per cell")
     parser.add_argument(
         "--no-confirm",
@@ -302,6 +303,8 @@ def main() -> None:
     default_sizes = "512,2048" if args.quick else "512,1024,2048,4096"
     args.sizes = [int(s) for s in (args.sizes or default_sizes).split(",")]
     args.precisions = args.precisions.split(",")
+    if args.shapes:
+        args.shapes = [tuple(int(n) for n in s.split("x")) for s in args.shapes.split(",")]
     if args.calibrate:
         done = calibrate()
         print(f"calibrated in {done.seconds:.0f} s: {done.path}")

@@ -160,6 +160,19 @@ def test_float32_integer_kernels_keep_filter2d(force):
     assert plan(image, box, (2, 2), make_padding("replicate")) == Plan("filter2d")
 
 
+@pytest.mark.parametrize("padding", PADDINGS)
+def test_a_kernel_of_zeros_filters_to_zeros_without_filtering(padding):
+    image = np.random.default_rng(0).random((9, 11, 3)).astype(np.float32)
+    zeros = np.zeros((2, 5))
+    assert plan(image, zeros, (1, 2), make_padding(padding, 5.0)) == Plan("zeros")
+    result = convolve(image, zeros, backend="auto", padding=padding, cval=5.0,
+                      precision="float32")  # fmt: skip
+    expected = convolve(image, zeros, backend="naive", padding=padding, cval=5.0,
+                        precision="float32")  # fmt: skip
+    assert result.dtype == np.float32 and result.shape == expected.shape
+    np.testing.assert_array_equal(result, expected)
+
+
 def test_run_plan_runs_what_it_is_given():
     rng = np.random.default_rng(2)
     image = rng.random((20, 24))

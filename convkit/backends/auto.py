@@ -40,7 +40,7 @@ from convkit.backends.lowrank import (
     separable_terms,
 )
 from convkit.calibration import PRECISIONS, CostModel, Geometry, Sample, cost_model
-from convkit.padding import Padding, cv2_border, make_padding
+from convkit.padding import Padding, cv2_border, make_padding, output_shape
 
 STRATEGIES = ("filter2d", "separable", "fft")
 # The passes and the FFT must be predicted this much faster than filter2D to be picked.
@@ -83,7 +83,8 @@ def plan(
     Returns
     -------
     Plan
-        ``filter2d``, ``separable`` (with its terms) or ``fft``.
+        ``filter2d``, ``separable`` (with its terms) or ``fft``; ``zeros`` for a kernel of
+        zeros, whose response is zeros.
 
     Examples
     --------
@@ -124,6 +125,9 @@ def _plan(
     padding: Padding,
     model: CostModel,
 ) -> Plan:
+    if not weights.any():
+        # Every response is a sum of zeros, whatever the padding: nothing to filter.
+        return Plan("zeros")
     integral = bool(np.all(weights == np.round(weights)))
     if integral and image_dtype == np.float32 and weights.size < DFT_MIN_TAPS:
         # Perhaps the engine's exact path: filter2D's direct sums, nothing else.
@@ -194,6 +198,9 @@ def run_plan(
     padding: Padding,
 ) -> np.ndarray:
     """Run one strategy; calibration and the benchmarks time each one through this."""
+    if chosen.strategy == "zeros":
+        height, width = output_shape(image.shape, weights.shape, padding.mode)
+        return np.zeros((height, width, *image.shape[2:]), dtype=image.dtype)
     if chosen.strategy == "fft":
         from convkit.backends import get_backend
 
