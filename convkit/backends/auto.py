@@ -11,10 +11,12 @@ pad exactly):
 
 `plan` predicts each one's time with `convkit.calibration.cost_model` (this machine's
 measurements after ``convkit bench --calibrate``, else a built-in model) and runs the
-cheapest. Two rules come before speed: the engine's exact float32 path (integer weights on
-integer samples, `convkit.engine.working_dtype`) keeps filter2D's direct integer sums, and
-kernels small enough for direct summation never go through a Fourier transform, since
-`convkit.engine.check_range` gives them no headroom for its intermediate sums.
+cheapest, where the passes and the FFT must win by `FILTER2D_PREFERENCE` (a kernel of zeros
+runs nothing: its response is zeros). Two rules come before speed: the engine's exact
+float32 path (integer weights on integer samples, `convkit.engine.working_dtype`) keeps
+filter2D's direct integer sums, and kernels small enough for direct summation never go
+through a Fourier transform, since `convkit.engine.check_range` gives them no headroom for
+its intermediate sums.
 
 `measure` times the strategies for `convkit.calibration.calibrate` (the registry entry's
 ``calibrates`` trait), so that the calibration imports no backend.
