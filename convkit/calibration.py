@@ -589,6 +589,13 @@ def calibrate(
     of each kind of work are then fitted per image size by non-negative least squares on
     relative error.
 
+    The times, and so `auto`'s picks, hold for the load the machine had while measuring:
+    OpenCV's separable passes and scipy's FFT run on every core and slow down 2-3x when
+    other work shares them, filter2D's DFT keeps to one. On a shared machine, calibrate
+    when it is about as busy as when it filters (on the 2-core AMD EPYC here, a calibration
+    at load 1-2 left 3 of 108 cells of ``benchmarks/auto_grid.py --quick`` over 1.1x the
+    fastest at load 1.5, the built-in weights, fitted at load 2-6, 8).
+
     Parameters
     ----------
     sizes : sequence of int
