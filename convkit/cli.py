@@ -815,7 +815,8 @@ def verify(image_path, backends, tolerance, quiet):
 @click.option("--calibrate", is_flag=True,
               help="Measure this machine's cross-overs for the auto backend and store them in "
                    "the user's cache folder (CONVKIT_CACHE_DIR), as FFTW stores its wisdom; "
-                   "auto then uses them. Takes a few minutes.")  # fmt: skip
+                   "auto then uses them. Takes a few minutes; calibrate when the machine is "
+                   "about as busy as when it filters.")  # fmt: skip
 def bench(sizes, kernel_names, backend_names, repeat, report_path, plot_path, calibrate):
     """Time every backend over image sizes and kernels: median and min ms, and x fastest.
 

@@ -545,7 +545,9 @@ PRECISIONS = {"float64": np.dtype(np.float64), "float32": np.dtype(np.float32)}
 # float32 holds every integer up to 2**24 exactly.
 FLOAT32_EXACT_LIMIT = 2**24
 # Below this kernel area OpenCV filters directly; from 50 taps (float64) or 130 (float32) on
-# it may take its DFT path, which is not exact.
+# it may take its DFT path, which is not exact. `convkit.backends.filter2d.DFT_MIN_TAPS` - 1,
+# restated because that module imports cv2, which importing convkit must not (a test holds
+# the two, and resources.DIRECT_MAX_TAPS, together).
 DIRECT_FILTER_MAX_AREA = 49
 
 

@@ -651,3 +651,11 @@ def test_a_region_is_padded_with_a_cval_its_image_type_cannot_hold(dtype, cval):
     window = np.full((3, 3), cval)
     window[1:, 1:] = image[:2, :2]
     assert whole[0, 0] == pytest.approx(float((window * weights).sum()), abs=1e-12)
+
+
+def test_the_direct_filter_limit_is_opencv_s_dft_threshold_everywhere():
+    """engine and resources restate filter2d's DFT threshold (importing it would load cv2)."""
+    from convkit import engine, resources
+
+    assert engine.DIRECT_FILTER_MAX_AREA == filter2d.DFT_MIN_TAPS - 1
+    assert resources.DIRECT_MAX_TAPS == filter2d.DFT_MIN_TAPS - 1
