@@ -205,3 +205,19 @@ class DeadlyImage(ImageSource):
 
     def read_with_info(self, *args, **kwargs):
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+def page_faults_of_freed_buffers(rounds: int = 20, size: int = 512 * 512 * 3 * 8) -> int:
+    """Minor page faults of this thread while it allocates, fills and frees an image-sized
+    float64 buffer (a 512x512 colour response) ``rounds`` times: hundreds when malloc
+    hands freed buffers back to the system, a few when it keeps them. Run on a dask worker,
+    in the thread that runs its tasks."""
+    import resource
+
+    import numpy as np
+
+    np.ones(size // 8).sum()  # the first buffer is faulted in anyway
+    before = resource.getrusage(resource.RUSAGE_THREAD).ru_minflt
+    for _ in range(rounds):
+        np.ones(size // 8).sum()
+    return resource.getrusage(resource.RUSAGE_THREAD).ru_minflt - before
