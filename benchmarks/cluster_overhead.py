@@ -15,9 +15,10 @@ fixed costs weigh most). Before the ``--scheduler`` option is wired into the com
 `convkit.batch.run_batch` (jobs=2) and `convkit.cluster.run_on_cluster` ("local:2").
 
 Prints the processor, the load average (other work on the machine inflates both), a
-markdown table of median and best wall times and CPU seconds (this process's children, the
-workers included), and the overhead in %: wall time median against median, and CPU time
-(which other work on a shared machine disturbs far less). Checks that both runs wrote
+markdown table of median and best wall times, CPU seconds and minor page faults (this
+process's children, the workers included) and the 1-minute load as the runs started, and
+the overhead in %: wall time median against median, and CPU time (which other work on a
+shared machine disturbs far less). Checks that both runs wrote
 byte-identical filtered images. Installs nothing.
 
     python benchmarks/cluster_overhead.py [--images 400] [--rounds 5] [--mode cli|library]
@@ -94,15 +95,17 @@ def fresh(folder: Path) -> Path:
     return folder
 
 
-def timed(command: list[str]) -> tuple[float, float]:
-    """Wall seconds, and CPU seconds of the process and its reaped descendants."""
+def timed(command: list[str]) -> tuple[float, float, int, float]:
+    """Wall seconds, CPU seconds and minor page faults of the process and its reaped
+    descendants, and the 1-minute load average as it started."""
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
     wall = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return wall, cpu
+    return wall, cpu, after.ru_minflt - before.ru_minflt, load
 
 
 def has_scheduler_option(convkit: str) -> bool:
@@ -143,18 +146,21 @@ def measure(args, mode, convkit, script, images, work, compare) -> dict[str, lis
 def report(variant: str, results: dict[str, list]) -> None:
     rows = {"--jobs 2": results["jobs"], "--scheduler local:2": results["cluster"]}
     print(f"\n{variant}\n")
-    print("| run | median s | best s | median CPU s |")
-    print("|---|---:|---:|---:|")
+    print("| run | median s | best s | median CPU s | median page faults | load (1 min) |")
+    print("|---|---:|---:|---:|---:|---|")
     for name, runs in rows.items():
-        walls = [w for w, _ in runs]
-        cpus = [c for _, c in runs]
+        walls = [r[0] for r in runs]
+        cpus = [r[1] for r in runs]
+        faults = [r[2] for r in runs]
+        loads = [r[3] for r in runs]
         print(f"| {name} | {statistics.median(walls):.2f} | {min(walls):.2f} | "
-              f"{statistics.median(cpus):.2f} |")  # fmt: skip
-    jobs = statistics.median(w for w, _ in results["jobs"])
-    cluster = statistics.median(w for w, _ in results["cluster"])
-    best = min(w for w, _ in results["cluster"]) / min(w for w, _ in results["jobs"])
-    cpu = statistics.median(c for _, c in results["cluster"]) / statistics.median(
-        c for _, c in results["jobs"]
+              f"{statistics.median(cpus):.2f} | {statistics.median(faults):,.0f} | "
+              f"{min(loads):.1f}–{max(loads):.1f} |")  # fmt: skip
+    jobs = statistics.median(r[0] for r in results["jobs"])
+    cluster = statistics.median(r[0] for r in results["cluster"])
+    best = min(r[0] for r in results["cluster"]) / min(r[0] for r in results["jobs"])
+    cpu = statistics.median(r[1] for r in results["cluster"]) / statistics.median(
+        r[1] for r in results["jobs"]
     )
     overhead = (cluster / jobs - 1) * 100
     verdict = "within" if overhead <= GOAL else "above"
