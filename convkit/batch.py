@@ -28,6 +28,7 @@ from convkit.pipeline import (
     apply_image,
     plan_outputs,
 )
+from convkit.resources import keep_freed_buffers
 from convkit.tiled import is_zarr
 
 # What OpenCV's imdecode reads (the common builds); matched case-insensitively.
@@ -311,11 +312,13 @@ _worker_job: tuple[tuple[Kernel, ...], ApplySettings, int] | None = None
 def _init_worker(
     kernels: tuple[Kernel, ...], settings: ApplySettings, image_count: int, filters: list
 ) -> None:
-    """In each worker: one OpenCV thread (the workers use the cores), the batch's kernels
+    """In each worker: one OpenCV thread (the workers use the cores), freed image buffers
+    kept for the next image (`convkit.resources.keep_freed_buffers`), the batch's kernels
     and settings, sent once rather than with every image, and the parent's warning filters
     (a worker from a fresh forkserver would not have them)."""
     global _worker_job
     warnings.filters[:] = filters
+    keep_freed_buffers()
     try:
         import cv2
 

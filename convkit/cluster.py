@@ -68,6 +68,7 @@ from urllib.parse import urlsplit
 from convkit.batch import Failure, Task, chunk_size, process_image
 from convkit.errors import ConvkitError, UsageError
 from convkit.imageio import temporary_prefix
+from convkit.resources import keep_freed_buffers
 
 if TYPE_CHECKING:
     from distributed import Client, Future, LocalCluster
@@ -865,7 +866,7 @@ def dask_setup(worker: Any) -> None:
     process stops its workers itself, after the futures were cancelled. SIGTERM and SIGHUP
     get their default action back (a forked worker inherits the command line's handlers,
     which would turn the nanny's SIGTERM into a traceback). Freed image buffers are kept
-    for the next image (`keep_freed_buffers`).
+    for the next image (`convkit.resources.keep_freed_buffers`).
     """
     import signal
 
@@ -875,41 +876,6 @@ def dask_setup(worker: Any) -> None:
             if hasattr(signal, name):
                 signal.signal(getattr(signal, name), signal.SIG_DFL)
     keep_freed_buffers()
-
-
-# glibc's mallopt parameters, and the values its dynamic thresholds reach at their ceiling.
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
-_MMAP_THRESHOLD = 32 * 1024 * 1024  # DEFAULT_MMAP_THRESHOLD_MAX on 64-bit
-_TRIM_THRESHOLD = 2 * _MMAP_THRESHOLD  # glibc moves it to twice the mmap threshold
-
-
-def keep_freed_buffers() -> bool:
-    """Let glibc's malloc keep freed image-sized buffers for the next image (a local
-    cluster's worker processes, `dask_setup`); whether it could be told.
-
-    A dask worker runs its tasks in a thread of its own, whose malloc arena hands every freed
-    image-sized array back to the system: the next one is mapped and faulted in afresh,
-    3x the page faults of a ``--jobs`` worker, which runs images in its main thread, and
-    a quarter more CPU time per image in the kernel. Pinned at the ceiling that glibc's
-    dynamic thresholds reach in a long-lived process (blocks up to 32 MB from the heap, up to
-    64 MB of free heap kept), the worker reuses them. A process that is not on glibc is left
-    as it is.
-    """
-    import ctypes
-    import sys
-
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL(None)
-        libc.gnu_get_libc_version  # noqa: B018 - glibc's mallopt, not musl's
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return False
-    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    return bool(mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD)) and bool(
-        mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD)
-    )
 
 
 def _start_failure(exc: BaseException) -> str:

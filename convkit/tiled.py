@@ -652,14 +652,9 @@ def limit_heap_retention(threshold: int = HEAP_RETENTION_BYTES) -> bool:
     bool
         Whether it took effect (False where the C library has no ``mallopt``).
     """
-    import ctypes
+    from convkit.resources import set_heap_thresholds
 
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
-        return False
-    m_trim_threshold, m_mmap_threshold = -1, -3
-    return bool(mallopt(m_mmap_threshold, threshold) and mallopt(m_trim_threshold, 2 * threshold))
+    return set_heap_thresholds(threshold, 2 * threshold)
 
 
 def _floats_per_strip(

@@ -356,3 +356,33 @@ def test_skip_existing_resumes_an_interrupted_batch(folder, tmp_path):
                "--skip-existing")  # fmt: skip
     assert done.exit_code == 0
     assert "all 4 images up to date (--skip-existing)" in done.output
+
+
+_FAULTS_IN_A_THREAD = """
+import sys, threading
+from tests.cluster_support import page_faults_of_freed_buffers
+if sys.argv[1] == "worker":
+    from convkit.batch import _init_worker
+    from convkit.pipeline import ApplySettings
+    _init_worker((), ApplySettings(), 1, [])
+faults = []
+thread = threading.Thread(target=lambda: faults.append(page_faults_of_freed_buffers(20)))
+thread.start()
+thread.join()
+print(faults[0])
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc")
+def test_jobs_workers_keep_freed_image_buffers():
+    """A --jobs worker reuses a freed image-sized buffer; a plain process maps it afresh
+    (hundreds of page faults for 20 rounds of a 6 MB buffer) in a thread of its own."""
+
+    def faults(role: str) -> int:
+        done = subprocess.run([sys.executable, "-c", _FAULTS_IN_A_THREAD, role], cwd=ROOT,
+                              capture_output=True, text=True, timeout=120, check=True)  # fmt: skip
+        return int(done.stdout)
+
+    assert faults("plain") > 200
+    assert faults("worker") <= 20
