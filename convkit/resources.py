@@ -270,4 +270,3 @@ def keep_freed_buffers() -> bool:
     from the heap, up to 64 MB of free heap kept), the worker reuses them.
     """
     return set_heap_thresholds(WORKER_MMAP_THRESHOLD, 2 * WORKER_MMAP_THRESHOLD)
-
