@@ -242,8 +242,7 @@ def explain(
     options = {"padding": padding, "flip": flip, "anchor": anchor}
     region = (*output_at, 1, 1)
     loop = {"backend": reference_backend(), "region": region, **options}
-    sums = _plane_values(convolve(colour, _without_offset(kernel), **loop))
-    responses = _plane_values(convolve(colour, kernel, **loop))
+    sums, responses = _sums_and_responses(kernel, lambda k: convolve(colour, k, **loop))
     pixels, value_range, whole = _written_pixels(
         colour, kernel, options, output_at, policy, bias, activation
     )
@@ -252,8 +251,7 @@ def explain(
         # The loop's order of summation gave a last bit other than apply's backend (the
         # sum of non-dyadic weights, on a tie of the rounding): the steps are then worked
         # from that backend's own response at the pixel, so that they end on its pixel.
-        responses = _plane_values(whole(kernel))
-        sums = _plane_values(whole(_without_offset(kernel)))
+        sums, responses = _sums_and_responses(kernel, whole)
     planes = [colour] if colour.ndim == 2 else [colour[..., c] for c in range(colour.shape[2])]
     names = _channel_names(channel_names, len(planes), alpha is not None)
     channels = []
@@ -367,6 +365,13 @@ def _written_pixels(colour, kernel, options, output_at, policy, bias, activation
 def _plane_values(array: np.ndarray) -> list[float]:
     """The values of a 1x1 array, one per channel."""
     return [float(v) for v in np.asarray(array).reshape(-1)]
+
+
+def _sums_and_responses(kernel: Kernel, at_pixel) -> tuple[list[float], list[float]]:
+    """The sum of products per channel and the response (the sum plus the kernel's offset),
+    each from ``at_pixel(kernel)``, the engine's 1x1 output; one call without an offset."""
+    sums = _plane_values(at_pixel(_without_offset(kernel)))
+    return sums, _plane_values(at_pixel(kernel)) if kernel.offset else sums
 
 
 def _without_offset(kernel: Kernel) -> Kernel:

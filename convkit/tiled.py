@@ -1790,22 +1790,25 @@ def _bgr(image: np.ndarray) -> np.ndarray:
 
 
 def _row(pictures: list[np.ndarray], gap: int) -> np.ndarray:
-    height = max(p.shape[0] for p in pictures)
-    padded = []
-    for i, picture in enumerate(pictures):
-        if i:
-            padded.append(np.full((height, gap, 3), 255, dtype=np.uint8))
-        padded.append(np.pad(picture, ((0, height - picture.shape[0]), (0, 0), (0, 0)),
-                             constant_values=255))  # fmt: skip
-    return np.hstack(padded)
+    return _joined(pictures, gap, axis=1)
 
 
 def _column(pictures: list[np.ndarray], gap: int) -> np.ndarray:
-    width = max(p.shape[1] for p in pictures)
-    padded = []
+    return _joined(pictures, gap, axis=0)
+
+
+def _joined(pictures: list[np.ndarray], gap: int, axis: int) -> np.ndarray:
+    """Pictures side by side (axis 1, top-aligned) or one under another (axis 0,
+    left-aligned), ``gap`` px of white between them."""
+    across = 1 - axis
+    extent = max(p.shape[across] for p in pictures)
+    parts = []
     for i, picture in enumerate(pictures):
         if i:
-            padded.append(np.full((gap, width, 3), 255, dtype=np.uint8))
-        padded.append(np.pad(picture, ((0, 0), (0, width - picture.shape[1]), (0, 0)),
-                             constant_values=255))  # fmt: skip
-    return np.vstack(padded)
+            shape = [0, 0, 3]
+            shape[axis], shape[across] = gap, extent
+            parts.append(np.full(shape, 255, dtype=np.uint8))
+        widths = [(0, 0), (0, 0), (0, 0)]
+        widths[across] = (0, extent - picture.shape[across])
+        parts.append(np.pad(picture, widths, constant_values=255))
+    return np.concatenate(parts, axis=axis)
