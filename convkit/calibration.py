@@ -182,7 +182,8 @@ def features(
     if kind == "fft":
         grow = 0 if geometry.padded else 1
         padded_h, padded_w = height + grow * (kh - 1), width + grow * (kw - 1)
-        rows, columns = _fast_length(padded_h + kh - 1), _fast_length(padded_w + kw - 1)
+        # The transforms' length is the padded image's (`convkit.backends.fft`).
+        rows, columns = _fast_length(padded_h), _fast_length(padded_w)
         # Two transforms per channel and one of the kernel, each a pass over all samples per
         # prime factor of each side; radix 3 and 5 passes cost more than radix 2 ones.
         samples = (2 * channels + 1) * rows * columns / 1e6

@@ -197,3 +197,37 @@ def test_only_the_engine_and_the_backends_import_a_backend_module():
             if names & (backend_modules - {"convkit.backends.__init__"}):
                 offenders.append(f"{path.name}:{node.lineno}")
     assert offenders == []
+
+
+@pytest.mark.parametrize("mode", ["wrap", "reflect101", "constant", "valid"])
+@pytest.mark.parametrize(
+    "kernel_shape, anchor", [((7, 5), (3, 2)), ((8, 8), (0, 7)), ((9, 9), (4, 4))]
+)
+def test_fft_transforms_at_the_padded_length_and_equals_scipy(mode, kernel_shape, anchor):
+    """The circular convolution at the padded image's length wraps only onto what the crop
+    drops: kernels as large as the image, anchors at their corners, still equal scipy."""
+    from scipy import ndimage
+    from scipy.fft import next_fast_len
+
+    from convkit.backends import get_backend
+    from convkit.backends.fft import transform_shape
+    from convkit.padding import make_padding
+
+    rng = np.random.default_rng(7)
+    image = rng.random((9, 11))
+    weights = rng.random(kernel_shape) - 0.5
+    padding = make_padding(mode)
+    padded = pad_image(image, kernel_shape, anchor, padding)
+    assert transform_shape(padded.shape) == tuple(next_fast_len(n, real=True) for n in padded.shape)
+    assert transform_shape(padded.shape)[0] < next_fast_len(padded.shape[0] + 6, real=True)
+    result = get_backend("fft")(image, weights, anchor, padding)
+    # scipy's origin is the anchor's offset from the kernel's centre (its centre is n // 2).
+    origin = tuple(a - n // 2 for a, n in zip(anchor, kernel_shape, strict=True))
+    scipy_mode = {"wrap": "grid-wrap", "reflect101": "mirror", "constant": "constant"}
+    if mode == "valid":
+        full = ndimage.correlate(image, weights, mode="constant", origin=origin)
+        expected = full[anchor[0] : anchor[0] + 9 - kernel_shape[0] + 1,
+                        anchor[1] : anchor[1] + 11 - kernel_shape[1] + 1]  # fmt: skip
+    else:
+        expected = ndimage.correlate(image, weights, mode=scipy_mode[mode], origin=origin)
+    np.testing.assert_allclose(result, expected, rtol=0, atol=1e-12)

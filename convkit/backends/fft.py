@@ -2,7 +2,10 @@
 the kernel's size.
 
 The image is padded by the shared padding step, multiplied with the kernel in the frequency
-domain (``rfft2`` at a fast length, all cores), and the valid part cropped back. Round-off is
+domain (``rfft2`` at a fast length, all cores), and the valid part cropped back. The
+transforms need only the padded image's length, not the full linear convolution's: the
+circular convolution wraps onto the first kH - 1 rows and kW - 1 columns alone, which the
+crop drops (101x101 on 512x512: 625^2 samples where 720^2 would be the full length). Round-off is
 larger than that of direct sums and grows with the image: about 1e-12 of sum|K| * max|I| in
 float64 here, well inside the tolerance its registry entry gives it (`FFT_AGREEMENT_FACTOR`).
 """
@@ -30,15 +33,22 @@ def correlate(
     rows, columns = weights.shape
     # Correlation is convolution with the kernel rotated by 180 degrees.
     kernel = weights[::-1, ::-1].astype(image.dtype, copy=False)
-    shape = (
-        fft.next_fast_len(padded.shape[0] + rows - 1, real=True),
-        fft.next_fast_len(padded.shape[1] + columns - 1, real=True),
-    )
+    shape = transform_shape(padded.shape[:2])
     workers = os.cpu_count() or 1
     spectrum = fft.rfft2(padded, shape, axes=(0, 1), workers=workers)
     kernel_spectrum = fft.rfft2(kernel, shape, axes=(0, 1), workers=workers)
     if padded.ndim == 3:
         kernel_spectrum = kernel_spectrum[..., np.newaxis]
     full = fft.irfft2(spectrum * kernel_spectrum, shape, axes=(0, 1), workers=workers)
-    # Full convolution index (y + kH - 1, x + kW - 1) is the correlation at (y, x).
+    # Convolution index (y + kH - 1, x + kW - 1) is the correlation at (y, x); the circular
+    # wrap reaches only indices below kH - 1 and kW - 1.
     return full[rows - 1 : rows - 1 + height, columns - 1 : columns - 1 + width]
+
+
+def transform_shape(padded_shape: tuple[int, int]) -> tuple[int, int]:
+    """The real transforms' (rows, columns) for an image already padded to ``padded_shape``:
+    the next fast length of each side."""
+    return (
+        fft.next_fast_len(padded_shape[0], real=True),
+        fft.next_fast_len(padded_shape[1], real=True),
+    )
