@@ -98,7 +98,7 @@ def backend_peak_bytes(
     unknown = set(models) - set(MEMORY_MODELS)
     if unknown:
         raise ValueError(f"backend {backend!r}: no memory model {', '.join(sorted(unknown))}")
-    fft = _fft_bytes(height + grow_h, width + grow_w, kh, kw, channels, item) + kernel
+    fft = _fft_bytes(height + grow_h, width + grow_w, channels, item) + kernel
     estimates = {
         "shifts": (padded + 2 * out) * channels * item + kernel,
         "fft": fft,
@@ -129,9 +129,10 @@ def _opencv_bytes(direct: int, fft: int, image_shape: tuple[int, ...], kh: int, 
     return direct
 
 
-def _fft_bytes(height: int, width: int, kh: int, kw: int, channels: int, item: int) -> int:
-    """Padded plane, its spectrum, the kernel's, their product and the inverse's full size."""
-    rows, columns = _fast_length(height + kh - 1), _fast_length(width + kw - 1)
+def _fft_bytes(height: int, width: int, channels: int, item: int) -> int:
+    """Padded plane, its spectrum, the kernel's, their product and the inverse's full size;
+    the transforms are as long as the padded plane (`convkit.backends.fft`)."""
+    rows, columns = _fast_length(height), _fast_length(width)
     spectrum = rows * (columns // 2 + 1) * 2 * item  # complex
     return channels * (height * width * item + 2 * spectrum + rows * columns * item) + spectrum
 
