@@ -231,3 +231,32 @@ def test_fft_transforms_at_the_padded_length_and_equals_scipy(mode, kernel_shape
     else:
         expected = ndimage.correlate(image, weights, mode=scipy_mode[mode], origin=origin)
     np.testing.assert_allclose(result, expected, rtol=0, atol=1e-12)
+
+
+def test_fft_runs_on_as_many_threads_as_opencv(monkeypatch):
+    """A batch's workers give OpenCV one thread, as the workers share the cores: the FFT
+    follows, where it used to start a thread per core in every worker."""
+    import cv2
+    from scipy import fft
+
+    from convkit.backends import get_backend
+    from convkit.padding import make_padding
+
+    seen = []
+    real_rfft2 = fft.rfft2
+
+    def recording_rfft2(*args, workers=None, **kwargs):
+        seen.append(workers)
+        return real_rfft2(*args, workers=workers, **kwargs)
+
+    monkeypatch.setattr(fft, "rfft2", recording_rfft2)
+    threads = cv2.getNumThreads()
+    try:
+        for count in (1, 2):
+            cv2.setNumThreads(count)
+            seen.clear()
+            get_backend("fft")(np.ones((8, 8)), np.ones((3, 3)), (1, 1), make_padding("wrap"))
+            assert seen == [cv2.getNumThreads()] * 2
+            assert seen[0] == count
+    finally:
+        cv2.setNumThreads(threads)

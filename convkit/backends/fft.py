@@ -2,18 +2,19 @@
 the kernel's size.
 
 The image is padded by the shared padding step, multiplied with the kernel in the frequency
-domain (``rfft2`` at a fast length, all cores), and the valid part cropped back. The
-transforms need only the padded image's length, not the full linear convolution's: the
-circular convolution wraps onto the first kH - 1 rows and kW - 1 columns alone, which the
-crop drops (101x101 on 512x512: 625^2 samples where 720^2 would be the full length). Round-off is
-larger than that of direct sums and grows with the image: about 1e-12 of sum|K| * max|I| in
-float64 here, well inside the tolerance its registry entry gives it (`FFT_AGREEMENT_FACTOR`).
+domain (``rfft2`` at a fast length), and the valid part cropped back. The transforms need
+only the padded image's length, not the full linear convolution's: the circular
+convolution wraps onto the first kH - 1 rows and kW - 1 columns alone, which the crop drops
+(101x101 on 512x512: 625^2 samples where 720^2 would be the full length). They run on as
+many threads as OpenCV's filters: all cores, or one in a batch's worker processes, which
+share the cores among themselves. Round-off is larger than that of direct sums and grows
+with the image: about 1e-12 of sum|K| * max|I| in float64 here, well inside the tolerance
+its registry entry gives it (`FFT_AGREEMENT_FACTOR`).
 """
 
 from __future__ import annotations
 
-import os
-
+import cv2
 import numpy as np
 from scipy import fft
 
@@ -34,7 +35,7 @@ def correlate(
     # Correlation is convolution with the kernel rotated by 180 degrees.
     kernel = weights[::-1, ::-1].astype(image.dtype, copy=False)
     shape = transform_shape(padded.shape[:2])
-    workers = os.cpu_count() or 1
+    workers = max(cv2.getNumThreads(), 1)
     spectrum = fft.rfft2(padded, shape, axes=(0, 1), workers=workers)
     kernel_spectrum = fft.rfft2(kernel, shape, axes=(0, 1), workers=workers)
     if padded.ndim == 3:
