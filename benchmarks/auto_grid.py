@@ -2,7 +2,8 @@
 cell timed through `auto` and through every alternative that convkit and OpenCV offer.
 
     python benchmarks/auto_grid.py [--quick] [--sizes 512,2048] [--shapes 2x2,51x51]
-                                   [--repeat 9] [--calibrate] [--no-confirm] [--json F]
+                                   [--repeat 9] [--threads N] [--calibrate] [--no-confirm]
+                                   [--json F]
 
 Contenders in each cell, all on the same float image with replicate borders, timed in
 --repeat interleaved rounds (in a new order each round; more rounds for cells of quick calls,
@@ -45,11 +46,12 @@ from convkit.backends.auto import plan, run_plan
 from convkit.backends.filter2d import separable_factors
 from convkit.backends.lowrank import correlate_terms, separable_terms
 from convkit.calibration import (
-    BUILT_IN,
     CostModel,
+    built_in_model,
     calibrate,
     calibration_path,
     machine_fingerprint,
+    opencv_threads,
     read_calibration,
 )
 from convkit.padding import make_padding
@@ -325,6 +327,11 @@ def main() -> None:
         action="store_false",
         help="do not time cells over the goal again",
     )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        help="OpenCV threads (and so the FFT's), e.g. 1 as in a batch's --jobs workers",
+    )
     parser.add_argument("--calibrate", action="store_true", help="calibrate this machine first")
     parser.add_argument("--json", help="write the cells to this file")
     args = parser.parse_args()
@@ -333,10 +340,13 @@ def main() -> None:
     args.precisions = args.precisions.split(",")
     if args.shapes:
         args.shapes = [tuple(int(n) for n in s.split("x")) for s in args.shapes.split(",")]
+    if args.threads:
+        cv2.setNumThreads(args.threads)
+    print(f"OpenCV threads: {cv2.getNumThreads()}")
     if args.calibrate:
         done = calibrate()
         print(f"calibrated in {done.seconds:.0f} s: {done.path}")
-    models = {"auto": BUILT_IN}
+    models = {"auto": built_in_model(opencv_threads())}
     calibrated = read_calibration(calibration_path())
     if calibrated is not None:
         models["auto (calibrated)"] = calibrated

@@ -14,6 +14,7 @@ weights (measured on a 2-core AMD EPYC) are used: silently, as a missing cache i
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import json
@@ -22,7 +23,7 @@ import os
 import platform
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -306,6 +307,75 @@ BUILT_IN = CostModel(
 )  # fmt: skip
 
 
+# The same, measured with OpenCV (and so the FFT) on one thread, as in a batch's workers.
+
+BUILT_IN_ONE_THREAD = CostModel(
+    bands=(
+        (262144, {
+            "float64": {
+                "direct": (0.8258, 0.09697, 0.07881),
+                "opencv_dft": (4.231, 0.2977),
+                "separable": (0.7862, 0, 0.1513, 0.3872, 0.3904, 2.112, 0.02063, 0.02469, 0.04416),
+                "fft": (0, 0.6678, 0.3107, 1.419),
+            },
+            "float32": {
+                "direct": (0.09234, 0.03561, 0.01737),
+                "opencv_dft": (1.798, 0.3413),
+                "separable": (
+                    0.1309, 0, 0.07859, 0.06862, 0.06203, 0.08145, 0.1557, 0.00681, 0.2365,
+                ),
+                "fft": (0, 0.1569, 0.3168, 0.5141),
+            },
+        }),
+        (1048576, {
+            "float64": {
+                "direct": (0.6746, 0.1237, 0.02538),
+                "opencv_dft": (4.498, 0.2624),
+                "separable": (0.9936, 0, 0.1607, 0.3482, 0.426, 1.561, 0, 0, 0.04335),
+                "fft": (0, 0.4771, 0.6813, 1.264),
+            },
+            "float32": {
+                "direct": (0.06676, 0.03191, 0.0385),
+                "opencv_dft": (2.93, 0.2974),
+                "separable": (
+                    0.1659, 0.005342, 0.07531, 0.1278, 0.07777, 0.1248, 0.07168, 0.02644, 0.4822,
+                ),
+                "fft": (9.877, 0, 0.02479, 0.3511),
+            },
+        }),
+        (4194304, {
+            "float64": {
+                "direct": (0.891, 0.1025, 0.2296),
+                "opencv_dft": (6.075, 0.2231),
+                "separable": (1.659, 0, 0.1517, 0.5677, 0.1829, 0.6861, 0.09004, 0, 0.03306),
+                "fft": (33.1, 0.05988, 0, 0),
+            },
+            "float32": {
+                "direct": (0.6587, 0.02848, 0.05127),
+                "opencv_dft": (4.9, 0.1953),
+                "separable": (0.906, 0, 0.07368, 0.1335, 0.03941, 0.7312, 0.2975, 0.01545, 0.5683),
+                "fft": (0, 0.2246, 0.7279, 0),
+            },
+        }),
+        (16777216, {
+            "float64": {
+                "direct": (1.159, 0.1192, 0.008144),
+                "opencv_dft": (4.957, 0.27),
+                "separable": (1.509, 0, 0.1626, 0.5022, 0.296, 0.5238, 0.05908, 0, 0.01506),
+                "fft": (18.68, 0, 1.71, 0),
+            },
+            "float32": {
+                "direct": (0.5798, 0.02857, 0.04785),
+                "opencv_dft": (7.811, 0.09985),
+                "separable": (0.6846, 0, 0.07799, 0.1411, 0.05231, 0.3483, 0.1159, 0, 0.517),
+                "fft": (19.48, 0, 0.4634, 0),
+            },
+        }),
+    ),
+    source="built-in, one thread",
+)  # fmt: skip
+
+
 # --- the calibration file ----------------------------------------------------------------
 
 
@@ -325,10 +395,15 @@ def calibration_path() -> Path:
     return cache_dir() / "calibration.json"
 
 
-@cache
 def machine_fingerprint() -> dict[str, str]:
     """What the calibration of this machine depends on: processor model, cores, the OpenCV,
-    numpy and scipy versions, and the threads OpenCV runs."""
+    numpy and scipy versions, and the threads OpenCV runs now (a batch's workers run one,
+    and have an entry of their own)."""
+    return {**_installed_fingerprint(), "opencv_threads": str(opencv_threads())}
+
+
+@cache
+def _installed_fingerprint() -> dict[str, str]:
     import cv2
 
     return {
@@ -336,10 +411,16 @@ def machine_fingerprint() -> dict[str, str]:
         "machine": platform.machine(),
         "cores": str(os.cpu_count()),
         "opencv": cv2.__version__,
-        "opencv_threads": str(cv2.getNumThreads()),
         "numpy": np.__version__,
         "scipy": _installed_version("scipy"),
     }
+
+
+def opencv_threads() -> int:
+    """The threads OpenCV's filters (and so the ``fft`` backend) run on in this process."""
+    import cv2
+
+    return max(cv2.getNumThreads(), 1)
 
 
 def machine_key(fingerprint: Mapping[str, str]) -> str:
@@ -372,12 +453,26 @@ def _installed_version(package: str) -> str:
     return "unknown"
 
 
-@cache
 def cost_model() -> CostModel:
-    """The model `auto` uses: this machine's calibration if a valid one is stored, else the
-    built-in one. Read once per process (``cost_model.cache_clear()`` reads again); without
-    a calibration file, that costs one failed open."""
-    return read_calibration(calibration_path()) or BUILT_IN
+    """The model `auto` uses, for the threads OpenCV runs now: this machine's calibration if
+    a valid one is stored, else the built-in one. Read once per process and thread count
+    (``cost_model.cache_clear()`` reads again); without a calibration file, that costs one
+    failed open."""
+    return _cost_model(opencv_threads())
+
+
+@cache
+def _cost_model(threads: int) -> CostModel:
+    return read_calibration(calibration_path()) or built_in_model(threads)
+
+
+cost_model.cache_clear = _cost_model.cache_clear  # type: ignore[attr-defined]
+
+
+def built_in_model(threads: int) -> CostModel:
+    """The built-in weights for OpenCV running ``threads`` threads: those measured on one
+    thread, or those measured on all cores (two, on the machine that measured them)."""
+    return BUILT_IN_ONE_THREAD if threads == 1 else BUILT_IN
 
 
 def read_calibration(path: Path) -> CostModel | None:
@@ -575,12 +670,15 @@ class Sample(NamedTuple):
 
 @dataclass(frozen=True)
 class Calibration:
-    """What `calibrate` measured and where it stored the model."""
+    """What `calibrate` measured and where it stored the models: ``model`` and ``samples``
+    are those of the threads OpenCV runs in the calling process; ``threads`` lists every
+    thread count calibrated."""
 
     path: Path
     model: CostModel
     samples: tuple[Sample, ...]
     seconds: float
+    threads: tuple[int, ...] = ()
 
 
 def calibrate(
@@ -589,6 +687,7 @@ def calibrate(
     repeat: int = 5,
     progress: Callable[[int, int], None] | None = None,
     path: Path | None = None,
+    threads: Sequence[int] | None = None,
 ) -> Calibration:
     """Time `auto`'s strategies on this machine, fit the cost model, store it for `auto`.
 
@@ -599,12 +698,17 @@ def calibrate(
     of each kind of work are then fitted per image size by non-negative least squares on
     relative error.
 
-    The times, and so `auto`'s picks, hold for the load the machine had while measuring:
-    OpenCV's separable passes and scipy's FFT run on every core and slow down 2-3x when
-    other work shares them, filter2D's DFT keeps to one. On a shared machine, calibrate
-    when it is about as busy as when it filters (on the 2-core AMD EPYC here, a calibration
-    at load 1-2 left 3 of 108 cells of ``benchmarks/auto_grid.py --quick`` over 1.1x the
-    fastest at load 1.5, the built-in weights, fitted at load 2-6, 8).
+    This runs once for each thread count `auto` runs at: the threads OpenCV runs in this
+    process, and one thread, as in a batch's worker processes (`calibrated_thread_counts`).
+    The cross-overs differ: a 51x51 Gaussian on a 2048^2 float64 image took 47 ms as two
+    separable passes on two threads here and 183 ms on one, where filter2D's DFT, which
+    keeps to one thread, took 49 ms both ways. OpenCV's thread count is set for each
+    measurement and restored afterwards.
+
+    The times, and so `auto`'s picks, also hold for the load the machine had while
+    measuring: OpenCV's separable passes and scipy's FFT run on every core and slow down
+    2-3x when other work shares them, filter2D's DFT keeps to one. On a shared machine,
+    calibrate when it is about as busy as when it filters.
 
     Parameters
     ----------
@@ -615,9 +719,11 @@ def calibrate(
     repeat : int
         Interleaved rounds per cell after the first run.
     progress : callable, optional
-        ``progress(done, total)`` after each cell.
+        ``progress(done, total)`` after each cell, counted over every thread count.
     path : Path, optional
-        Where to store the model; by default this machine's `calibration_path`.
+        Where to store the models; by default this machine's `calibration_path`.
+    threads : sequence of int, optional
+        The OpenCV thread counts to calibrate; by default `calibrated_thread_counts`.
 
     Returns
     -------
@@ -631,13 +737,48 @@ def calibrate(
     from convkit.backends import KNOWN_BACKENDS, measure_strategies
 
     started = time.perf_counter()
-    samples: list[Sample] = []
-    for name, backend in KNOWN_BACKENDS.items():
-        if backend.calibrates and backend.is_available():
-            samples += measure_strategies(name, sizes, kernels, repeat, progress)
-    model = fit_model(samples)
-    stored = write_calibration(model, path)
-    return Calibration(stored, model, tuple(samples), time.perf_counter() - started)
+    counts = calibrated_thread_counts() if threads is None else tuple(threads)
+    own = opencv_threads()
+    cells = len(PRECISIONS) * len(sizes) * len(kernels)
+    calibrated: dict[int, tuple[CostModel, tuple[Sample, ...]]] = {}
+    stored = path
+    for round_, count in enumerate(counts):
+
+        def counted(done: int, total: int, offset: int = round_ * cells) -> None:
+            if progress is not None:
+                progress(offset + done, len(counts) * cells)
+
+        samples: list[Sample] = []
+        with opencv_running(count):
+            for name, backend in KNOWN_BACKENDS.items():
+                if backend.calibrates and backend.is_available():
+                    samples += measure_strategies(name, sizes, kernels, repeat, counted)
+            model = fit_model(samples)
+            stored = write_calibration(model, path)
+        calibrated[count] = (model, tuple(samples))
+    model, samples = calibrated.get(own, calibrated[counts[0]])
+    seconds = time.perf_counter() - started
+    return Calibration(stored, model, samples, seconds, counts)
+
+
+def calibrated_thread_counts() -> tuple[int, ...]:
+    """The OpenCV thread counts `auto` runs at: this process's, and one (a batch's workers,
+    which share the cores among themselves)."""
+    return tuple(dict.fromkeys((opencv_threads(), 1)))
+
+
+@contextlib.contextmanager
+def opencv_running(threads: int) -> Iterator[None]:
+    """OpenCV (and so the ``fft`` backend) on ``threads`` threads inside the block; what it
+    ran on before, after it."""
+    import cv2
+
+    before = cv2.getNumThreads()
+    cv2.setNumThreads(threads)
+    try:
+        yield
+    finally:
+        cv2.setNumThreads(before)
 
 
 def fit_model(samples: Sequence[Sample]) -> CostModel:

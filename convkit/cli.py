@@ -815,8 +815,9 @@ def verify(image_path, backends, tolerance, quiet):
 @click.option("--calibrate", is_flag=True,
               help="Measure this machine's cross-overs for the auto backend and store them in "
                    "the user's cache folder (CONVKIT_CACHE_DIR), as FFTW stores its wisdom; "
-                   "auto then uses them. Takes a few minutes; calibrate when the machine is "
-                   "about as busy as when it filters.")  # fmt: skip
+                   "auto then uses them. Measures on all of OpenCV's threads and on one (as "
+                   "in --jobs workers); takes about 10 minutes on 2 cores; calibrate when the "
+                   "machine is about as busy as when it filters.")  # fmt: skip
 def bench(sizes, kernel_names, backend_names, repeat, report_path, plot_path, calibrate):
     """Time every backend over image sizes and kernels: median and min ms, and x fastest.
 
@@ -860,8 +861,10 @@ def _calibrate(screen) -> None:
             done = calibrate(progress=progress)
         except OSError as exc:
             raise ImageWriteError(f"cannot store the calibration: {exc}") from None
+    threads = " and ".join(str(count) for count in done.threads)
     screen.line(
-        f"measured {len(done.samples)} cells in {done.seconds:.0f} s; auto now uses {done.path}"
+        f"measured {len(done.samples)} timings on {threads} OpenCV threads each in "
+        f"{done.seconds:.0f} s; auto now uses {done.path}"
     )
 
 

@@ -14,6 +14,7 @@ from convkit.backends.auto import Plan, cost_kind, plan, run_plan
 from convkit.backends.lowrank import asymmetric_passes, is_symmetric, separable_terms
 from convkit.calibration import (
     BUILT_IN,
+    BUILT_IN_ONE_THREAD,
     CACHE_DIR_ENV,
     FEATURES,
     MAX_FILE_BYTES,
@@ -21,12 +22,16 @@ from convkit.calibration import (
     CostModel,
     Geometry,
     Sample,
+    built_in_model,
     calibrate,
+    calibrated_thread_counts,
     calibration_path,
     cost_model,
     fit_model,
     machine_fingerprint,
     machine_key,
+    opencv_running,
+    opencv_threads,
     read_calibration,
     write_calibration,
 )
@@ -290,8 +295,26 @@ def test_the_calibration_file_round_trips(cache_dir):
 
 
 def test_without_a_calibration_the_built_in_model_is_used(cache_dir):
-    assert cost_model() is BUILT_IN
-    assert cost_model().source == "built-in"
+    assert cost_model() is built_in_here()
+    assert cost_model().source.startswith("built-in")
+
+
+def test_one_thread_has_its_own_built_in_model_and_calibration_entry(cache_dir):
+    """A batch's workers run OpenCV on one thread, where separable passes lose their second
+    core and filter2D's DFT loses nothing: they predict with weights measured so, and a
+    calibration of all cores is not theirs."""
+    import cv2
+
+    before = cv2.getNumThreads()
+    with opencv_running(2):
+        write_calibration(a_model(2.0))
+        assert cost_model().bands == a_model(2.0).bands
+    with opencv_running(1):
+        assert cost_model() is BUILT_IN_ONE_THREAD
+        assert machine_fingerprint()["opencv_threads"] == "1"
+    assert cv2.getNumThreads() == before
+    assert built_in_model(1) is BUILT_IN_ONE_THREAD and built_in_model(2) is BUILT_IN
+    assert BUILT_IN_ONE_THREAD.bands != BUILT_IN.bands
 
 
 def test_the_cache_folder_follows_xdg_without_convkits_own_variable(tmp_path, monkeypatch):
@@ -367,20 +390,20 @@ def test_a_corrupt_oversized_or_foreign_file_is_ignored_silently(cache_dir):
         with warnings.catch_warnings():
             warnings.simplefilter("error")
             assert read_calibration(path) is None, name
-            assert cost_model() is BUILT_IN, name
+            assert cost_model() is built_in_here(), name
 
 
 def test_an_unreadable_cache_is_ignored(cache_dir):
     calibration_path().mkdir(parents=True)  # a folder where the file should be
     assert read_calibration(calibration_path()) is None
-    assert cost_model() is BUILT_IN
+    assert cost_model() is built_in_here()
 
 
 def test_the_calibration_is_read_once_per_process(cache_dir, tmp_path_factory):
     elsewhere = write_calibration(a_model(), tmp_path_factory.mktemp("other") / "c.json")
-    assert cost_model() is BUILT_IN
+    assert cost_model() is built_in_here()
     calibration_path().write_bytes(elsewhere.read_bytes())
-    assert cost_model() is BUILT_IN  # not read again...
+    assert cost_model() is built_in_here()  # not read again...
     cost_model.cache_clear()
     assert cost_model().bands == a_model().bands  # ...until asked to
 
@@ -402,14 +425,27 @@ def test_the_fingerprint_names_the_processor_and_the_libraries():
     assert all(isinstance(value, str) and value for value in fingerprint.values())
 
 
+def built_in_here():
+    """The built-in model for the threads OpenCV runs in this process."""
+    return built_in_model(opencv_threads())
+
+
 def test_calibrate_measures_fits_and_stores_a_model_auto_then_uses(cache_dir):
     calls = []
     done = calibrate(sizes=(48,), kernels=((3, 3), (9, 9)), repeat=1,
                      progress=lambda *done: calls.append(done))  # fmt: skip
-    assert calls[-1] == (4, 4)  # 2 precisions x 1 size x 2 kernels
+    counts = calibrated_thread_counts()
+    assert done.threads == counts and counts[-1] == 1
+    # 2 precisions x 1 size x 2 kernels, for each thread count
+    assert calls[-1] == (4 * len(counts), 4 * len(counts))
     assert done.path == calibration_path() and done.path.exists()
     assert {s.kind for s in done.samples} == {"direct", "opencv_dft", "separable", "fft"}
     assert cost_model().source == str(done.path)
+    with opencv_running(1):  # as in a batch's workers: their own entry
+        assert opencv_threads() == 1
+        assert read_calibration(done.path) is not None
+        assert cost_model().source == str(done.path)
+    assert len(json.loads(done.path.read_text())["machines"]) == len(counts)
     image = np.random.default_rng(0).random((48, 48))
     expected = convolve(image, KERNELS["log-9x9"], backend="naive")
     result = convolve(image, KERNELS["log-9x9"], backend="auto")
