@@ -256,6 +256,8 @@ PLAIN_CALL = {"filter2d": "cv2.filter2D", "separable1": "cv2.sepFilter2D", "fft"
 def choice_ratio(cell: dict, model: str) -> float:
     """The plain call of auto's pick over the fastest alternative: the quality of the choice
     alone, without auto's own overhead or the noise between its runs and that call's."""
+    if cell["picks"][model] == "zeros":  # a kernel of zeros: no call to make plainly
+        return cell["ratios"][model]
     plain = PLAIN_CALL.get(cell["picks"][model], "low-rank sum")
     if plain not in cell["ms"]:  # a rank-1 kernel of one row or column: filter2D's call
         plain = "cv2.filter2D"
