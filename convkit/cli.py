@@ -861,9 +861,9 @@ def _calibrate(screen) -> None:
             done = calibrate(progress=progress)
         except OSError as exc:
             raise ImageWriteError(f"cannot store the calibration: {exc}") from None
-    threads = " and ".join(str(count) for count in done.threads)
+    threads = ", ".join(str(count) for count in done.threads)
     screen.line(
-        f"measured {len(done.samples)} timings on {threads} OpenCV threads each in "
+        f"measured {len(done.samples)} timings for each OpenCV thread count ({threads}) in "
         f"{done.seconds:.0f} s; auto now uses {done.path}"
     )
 
