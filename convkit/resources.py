@@ -111,6 +111,10 @@ def backend_peak_bytes(
     return max(estimates[model] for model in models)
 
 
+# What encoding an output image whole holds beside it, in copies of its bytes: the PNG
+# encoder's filtered rows, its compressed chunks and their join, 2.2 copies for a 12 MP
+# colour image of noise (which does not compress), and the allocator's slack.
+ENCODER_COPIES = 3.0
 # The memory models a registry entry's ``memory`` trait names ("a+b": the larger of the two).
 MEMORY_MODELS = ("shifts", "opencv", "fft")
 # OpenCV's filter2D sums kernels of up to this many taps directly, and takes its DFT path
@@ -145,13 +149,16 @@ def run_peak_bytes(
     valid: bool,
     item: int = 8,
     strip_rows: int | None = None,
+    encoded: bool = False,
 ) -> dict[str, int]:
     """Each backend's estimated peak for one kernel of an ``apply`` run, in bytes.
 
     A whole-image run holds the decoded image, its float copy, every backend's response, the
     rendered outputs and the comparison picture, plus what the backend itself allocates. A
     run streamed in strips of ``strip_rows`` rows holds the decoded image, its padded copy
-    and the output, all in the image's own type, plus one strip's worth of floats.
+    and the output, all in the image's own type, plus one strip's worth of floats, and, when
+    the output is ``encoded`` whole into a file's bytes, the encoder's working copies
+    (`ENCODER_COPIES`); a tiled run writes tile by tile and has none.
     """
     samples = 1
     for n in image_shape:
@@ -162,6 +169,8 @@ def run_peak_bytes(
         padded = samples // height * (height + kh - 1) * (width + kw - 1) // width
         strip = (min(strip_rows, height), *image_shape[1:])
         held = image_item * (2 * samples + padded)
+        if encoded:
+            held += int(ENCODER_COPIES * samples * image_item)
         return {b: held + backend_peak_bytes(b, strip, kernel_shape, valid, item) for b in backends}
     # decoded image, its float copy, each backend's response, the rendered images
     per_sample = image_item + item + item * len(backends) + image_item * (len(backends) + 1)
@@ -183,10 +192,13 @@ def check_memory(
     strip_rows: int | None = None,
 ) -> None:
     """A `UsageError` naming the kernel, the backend and ``--max-memory`` when a backend's
-    estimated peak (`run_peak_bytes`) exceeds ``max_memory`` (None: no limit)."""
+    estimated peak (`run_peak_bytes`, the output encoded whole) exceeds ``max_memory``
+    (None: no limit)."""
     if max_memory is None:
         return
-    peaks = run_peak_bytes(backends, image_shape, image_item, kernel_shape, valid, item, strip_rows)
+    peaks = run_peak_bytes(
+        backends, image_shape, image_item, kernel_shape, valid, item, strip_rows, encoded=True
+    )
     backend, peak = max(peaks.items(), key=lambda kv: kv[1])
     if peak > max_memory:
         height, width = image_shape[:2]

@@ -771,7 +771,9 @@ def _over_memory(header, kernels, settings, image_count: int) -> bool:
     for kernel in kernels:
         rows = streamed_rows(like, kernel, backends, settings)
         for layer in _layers(kernel):
-            peaks = run_peak_bytes(backends, shape, image_item, layer.shape, valid, item, rows)
+            peaks = run_peak_bytes(
+                backends, shape, image_item, layer.shape, valid, item, rows, encoded=True
+            )
             if max(peaks.values()) > settings.max_memory:
                 return True
     return False

@@ -448,6 +448,35 @@ def test_a_long_row_kernel_is_refused_by_its_fourier_cost(folder, tmp_path):
     assert_one_error(result.output, "row (1x100000)", "--max-memory")
 
 
+def test_a_streamed_run_counts_the_encoders_copies_of_its_output(tmp_path):
+    """A run streamed in strips (one backend, --no-compare) also holds what the PNG encoder
+    makes of the output: filtered rows and compressed chunks, as large as the image for
+    noise. An estimate without them once admitted such runs at 0.6x their peak."""
+    from convkit import get_kernel
+    from convkit.pipeline import ApplySettings, streamed_rows
+    from convkit.resources import ENCODER_COPIES, run_peak_bytes
+
+    shape = (600, 800, 3)
+    noise = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
+    cv2.imwrite(str(tmp_path / "noise.png"), noise)
+    settings = ApplySettings(backends=("filter2d",), compare=False)
+    rows = streamed_rows(noise, get_kernel("sharpen"), ("filter2d",), settings)
+    assert rows is not None  # streamed
+    bare = run_peak_bytes(("filter2d",), shape, 1, (3, 3), False, 8, rows)["filter2d"]
+    whole = run_peak_bytes(("filter2d",), shape, 1, (3, 3), False, 8, rows, encoded=True)
+    assert whole["filter2d"] - bare == int(ENCODER_COPIES * 600 * 800 * 3)
+
+    def apply_within(limit: int):
+        return run("apply", "-i", tmp_path / "noise.png", "-k", "sharpen", "-b", "filter2d",
+                   "--no-compare", "--max-memory", str(limit), "-o", tmp_path / "out")  # fmt: skip
+
+    result = apply_within((bare + whole["filter2d"]) // 2)
+    assert result.exit_code == 2
+    assert_one_error(result.output, "noise.png", "--max-memory")
+    assert not (tmp_path / "out").exists()
+    assert apply_within(whole["filter2d"] + 2**20).exit_code == 0
+
+
 def test_an_empty_image_path_is_not_the_current_folder(folder, tmp_path, monkeypatch):
     monkeypatch.chdir(folder)
     result = run("apply", "-i", "", "-k", "sharpen", "-o", tmp_path / "out")
