@@ -548,3 +548,28 @@ def test_the_built_in_model_predicts_positive_times_everywhere():
                 for strategy, passes in (("filter2d", 0), ("separable", 2), ("fft", 0)):
                     kind = cost_kind(strategy, geometry)
                     assert BUILT_IN.predict_ms(kind, geometry, passes) > 0
+
+
+def test_an_interrupted_calibration_leaves_opencvs_threads_as_they_were(cache_dir, monkeypatch):
+    """Ctrl-C during the one-thread pass: OpenCV runs on its threads again, and the pass that
+    finished is stored and used."""
+    import cv2
+
+    from convkit import backends
+
+    real = backends.measure_strategies
+
+    def interrupted_on_one_thread(*args, **kwargs):
+        if cv2.getNumThreads() == 1:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(backends, "measure_strategies", interrupted_on_one_thread)
+    before = cv2.getNumThreads()
+    with opencv_running(2), pytest.raises(KeyboardInterrupt):
+        calibrate(sizes=(32,), kernels=((3, 3),), repeat=1)
+    assert cv2.getNumThreads() == before
+    with opencv_running(2):
+        assert cost_model().source == str(calibration_path())
+    with opencv_running(1):
+        assert cost_model() is BUILT_IN_ONE_THREAD
