@@ -31,12 +31,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
-import random
 import statistics
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -55,6 +55,10 @@ from convkit.calibration import (
     read_calibration,
 )
 from convkit.padding import make_padding
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from common import interleaved_ms  # noqa: E402
 
 SQUARE_SIDES = (2, 3, 5, 7, 9, 11, 15, 21, 31, 51, 75, 101)
 RECTANGLES = ((3, 31), (31, 3), (5, 51), (51, 5), (2, 75), (75, 2), (21, 51), (51, 21),
@@ -126,36 +130,6 @@ def contenders(
     return runs
 
 
-def timed_ms(runs: dict[str, Callable[[], object]], repeat: int) -> dict[str, list[float]]:
-    """Each run's times in ms over ``repeat`` interleaved rounds, in a new order each round,
-    after one warm-up of each; more rounds for a quick cell, until the typical run has had
-    `MIN_TIMED_MS` (at most `MAX_ROUNDS`): a median of 9 calls of 0.2 ms measures whatever
-    else the machine did in those 2 ms.
-
-    The order is shuffled, not turned: turning a fixed list leaves each run after the same
-    neighbour every round, and a call pays for what the one before it did (its freed memory
-    given back to the system, the caches it filled): auto, first in the list, always ran
-    after the numpy backend and took 1.2 ms where the same cv2.filter2D call took 0.3.
-    """
-    warm_up = []
-    for run in runs.values():
-        started = time.perf_counter()
-        run()
-        warm_up.append((time.perf_counter() - started) * 1000)
-    typical = statistics.median(warm_up)
-    repeat = max(repeat, min(MAX_ROUNDS, math.ceil(MIN_TIMED_MS / max(typical, 1e-3))))
-    names = list(runs)
-    order = random.Random(len(names) * 1000 + repeat)
-    times: dict[str, list[float]] = {name: [] for name in names}
-    for _ in range(repeat):
-        order.shuffle(names)
-        for name in names:
-            started = time.perf_counter()
-            runs[name]()
-            times[name].append((time.perf_counter() - started) * 1000)
-    return times
-
-
 def measure_cell(runs: dict[str, Callable[[], object]], repeat: int) -> dict[str, dict]:
     """Median and min ms of each run.
 
@@ -164,7 +138,7 @@ def measure_cell(runs: dict[str, Callable[[], object]], repeat: int) -> dict[str
     at best, 76 typically; filter2D's DFT 45 and 45), so ratios of minimums would crown
     lucky runs. The ratios of minimums are reported beside them.
     """
-    times = timed_ms(runs, repeat)
+    times = interleaved_ms(runs, repeat, MIN_TIMED_MS, MAX_ROUNDS)
     return {
         "min": {name: min(ts) for name, ts in times.items()},
         "median": {name: statistics.median(ts) for name, ts in times.items()},

@@ -17,11 +17,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import random
 import statistics
-import time
-from collections.abc import Callable
+import sys
 from functools import partial
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -29,20 +28,9 @@ import numpy as np
 from convkit.backends import get_backend
 from convkit.padding import make_padding
 
+sys.path.insert(0, str(Path(__file__).parent))
 
-def interleaved_ms(works: dict[str, Callable[[], object]], repeat: int) -> dict[str, list]:
-    """Each work's times in ms over ``repeat`` rounds, in a new order each round."""
-    for work in works.values():
-        work()
-    names, order = list(works), random.Random(repeat)
-    times: dict[str, list] = {name: [] for name in names}
-    for _ in range(repeat):
-        order.shuffle(names)
-        for name in names:
-            started = time.perf_counter()
-            works[name]()
-            times[name].append((time.perf_counter() - started) * 1000)
-    return times
+from common import interleaved_ms  # noqa: E402
 
 
 def cell(image: np.ndarray, k: int, repeat: int, rng: np.random.Generator) -> dict[str, list]:
