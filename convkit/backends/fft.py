@@ -14,10 +14,10 @@ its registry entry gives it (`FFT_AGREEMENT_FACTOR`).
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 from scipy import fft
 
+from convkit.calibration import opencv_threads
 from convkit.padding import Padding, output_shape, pad_image
 
 
@@ -35,7 +35,7 @@ def correlate(
     # Correlation is convolution with the kernel rotated by 180 degrees.
     kernel = weights[::-1, ::-1].astype(image.dtype, copy=False)
     shape = transform_shape(padded.shape[:2])
-    workers = max(cv2.getNumThreads(), 1)
+    workers = opencv_threads()
     spectrum = fft.rfft2(padded, shape, axes=(0, 1), workers=workers)
     kernel_spectrum = fft.rfft2(kernel, shape, axes=(0, 1), workers=workers)
     if padded.ndim == 3:
